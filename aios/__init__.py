@@ -1,0 +1,75 @@
+"""AIOS: self-healing operations for AI-agent workloads.
+
+The core (this package) is plain Python with no Prefect import::
+
+    from aios import emit, track
+    emit("resource.high", {"resource": "cpu", "value": 93.5}, severity="high",
+         labels={"host": "web1"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aios.bus import EventBus, Subscription, is_replay
+from aios.event import Event, Priority, Severity
+from aios.track import track
+
+__version__ = "0.1.0"
+__all__ = [
+    "Event",
+    "EventBus",
+    "Priority",
+    "Severity",
+    "Subscription",
+    "__version__",
+    "bus",
+    "emit",
+    "emit_many",
+    "is_replay",
+    "subscribe",
+    "track",
+]
+
+
+def bus() -> EventBus:
+    """The bus of the current ``AIOS_HOME``."""
+    from aios.runtime import default_bus
+
+    return default_bus()
+
+
+def emit(
+    type: str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    source: str = "app",
+    severity: Severity | str = Severity.INFO,
+    labels: Mapping[str, str] | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> Event:
+    """Append an event to ``$AIOS_HOME/events`` durably, then dispatch it; returns the event.
+
+    Raises EventValidationError naming the bad field (nothing is written then).
+    """
+    return bus().emit(
+        type,
+        payload,
+        source=source,
+        severity=severity,
+        labels=labels,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+    )
+
+
+def emit_many(items: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
+    """Append many events as one group commit (all or none), then dispatch them."""
+    return bus().emit_many(items)
+
+
+def subscribe(pattern: str, handler: Callable[[Event], Any] | None = None, **kw: Any) -> Any:
+    """Subscribe ``handler`` to event types matching ``pattern`` (or use as a decorator)."""
+    return bus().subscribe(pattern, handler, **kw)

@@ -1,0 +1,154 @@
+"""Configuration: ``$AIOS_HOME/config.toml`` with every key overridable from the environment.
+
+An override is ``AIOS_<SECTION>__<KEY>`` (double underscore), e.g.
+``AIOS_LOG__SEGMENT_MAX_BYTES=1048576``; lists and tables take JSON. Errors name the file, the
+line where it can be found, and the key, or the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from aios.errors import ConfigError
+from aios.home import HomePaths
+
+ENV_PREFIX = "AIOS_"
+ENV_DELIMITER = "__"
+
+
+class LogSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    segment_max_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="Start a new segment when the current one reaches this many bytes.",
+    )
+
+
+class SubscriberSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str = Field(description="Event type glob, e.g. 'task.*'.")
+    handler: str = Field(description="MODULE:FUNCTION called with each matching event.")
+
+
+class BusSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subscribers: list[SubscriberSettings] = Field(
+        default_factory=list,
+        description="Handlers that `aios events replay` delivers stored events to.",
+    )
+
+
+class AIOSConfig(BaseSettings):
+    """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER, extra="forbid"
+    )
+
+    log: LogSettings = Field(default_factory=LogSettings)
+    bus: BusSettings = Field(default_factory=BusSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first (it overrides), then what load_config read from the file.
+        return env_settings, init_settings
+
+
+def load_config(paths: HomePaths | None = None) -> AIOSConfig:
+    """Read config.toml (if present) and the AIOS_* overrides; raises ConfigError."""
+    paths = paths or HomePaths.current()
+    path = paths.config
+    data: dict[str, Any] = {}
+    text = ""
+    if path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            match = re.search(r"line (\d+)", str(exc))
+            raise ConfigError(
+                f"not valid TOML: {exc}",
+                path=str(path),
+                line=int(match.group(1)) if match else None,
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+    try:
+        return AIOSConfig(**data)
+    except ValidationError as exc:
+        raise _config_error(exc, path, text) from None
+
+
+def _config_error(exc: ValidationError, path: Path, text: str) -> ConfigError:
+    first = exc.errors()[0]
+    loc = [str(part) for part in first.get("loc", ())]
+    key = ".".join(loc)
+    message = str(first.get("msg", "invalid"))
+    if first.get("type") == "extra_forbidden":
+        message = "unknown key"
+    env_name = ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in loc[:2])
+    if any(name.upper().startswith(env_name) for name in os.environ):
+        return ConfigError(message, path=f"environment variable {env_name}", key=key)
+    return ConfigError(message, path=str(path), line=_line_of(text, loc), key=key)
+
+
+def _line_of(text: str, loc: list[str]) -> int | None:
+    """The line of ``[section]`` / ``key =`` in the TOML text, best effort."""
+    if not loc:
+        return None
+    section, key = loc[0], loc[1] if len(loc) > 1 else None
+    in_section = False
+    section_line = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("["):
+            in_section = line.strip("[] ") == section
+            if in_section:
+                section_line = number
+            continue
+        if in_section and key and re.match(rf"{re.escape(key)}\s*=", line):
+            return number
+    return section_line
+
+
+def config_template() -> str:
+    """The commented config.toml that ``aios init`` writes."""
+    return _TEMPLATE
+
+
+_TEMPLATE = """\
+# AIOS configuration.
+# Every key can be overridden by an environment variable AIOS_<SECTION>__<KEY>,
+# e.g. AIOS_LOG__SEGMENT_MAX_BYTES=1048576 (lists and tables as JSON).
+
+[log]
+# The event log (events/) rotates to a new segment at this size, and at each new UTC day.
+segment_max_bytes = 67108864
+
+[bus]
+# Handlers that `aios events replay` delivers stored events to, e.g.
+# subscribers = [{ pattern = "task.*", handler = "mypackage.handlers:on_task" }]
+subscribers = []
+"""

@@ -1,0 +1,77 @@
+"""Durations (``90s``, ``5m``, ``1h30m``, ``7d``) and points in time (ago, or ISO 8601)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from aios.errors import DurationError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(text: str | float | int) -> timedelta:
+    """``"1h30m"`` -> ``timedelta(minutes=90)``; plain numbers are seconds.
+
+    Raises DurationError naming the text when it is empty, negative or has an unknown unit.
+    """
+    if isinstance(text, bool):
+        raise DurationError(f"not a duration: {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise DurationError(f"duration must not be negative: {text!r}")
+        return timedelta(seconds=float(text))
+    value = text.strip().lower().replace(" ", "")
+    if not value:
+        raise DurationError("empty duration (expected e.g. 90s, 5m, 24h, 7d)")
+    try:
+        seconds = float(value)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(value):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNITS[match.group(2)]
+            pos = match.end()
+        if pos != len(value):
+            raise DurationError(
+                f"not a duration: {text!r} (expected e.g. 90s, 5m, 1h30m, 24h, 7d)"
+            ) from None
+    if seconds < 0:
+        raise DurationError(f"duration must not be negative: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def parse_time(text: str, *, now: datetime | None = None) -> datetime:
+    """A point in time: a duration ago (``24h``) or an ISO 8601 timestamp; always UTC-aware.
+
+    Naive timestamps are taken as UTC. Raises DurationError naming the text.
+    """
+    value = text.strip()
+    if not value:
+        raise DurationError("empty time (expected a duration such as 24h, or ISO 8601)")
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(value)
+    except DurationError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise DurationError(
+            f"not a duration or ISO 8601 time: {text!r} (expected e.g. 24h, 7d, 2026-11-21T08:00Z)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def format_duration(delta: timedelta | float) -> str:
+    """Shortest readable form: ``timedelta(seconds=5400)`` -> ``"1h30m"``."""
+    seconds = delta.total_seconds() if isinstance(delta, timedelta) else float(delta)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    out, rest = "", round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out

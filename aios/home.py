@@ -1,0 +1,44 @@
+"""Where AIOS keeps its state: ``$AIOS_HOME`` (default ``~/.aios``) and the paths inside it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def home_dir() -> Path:
+    """The AIOS home directory from ``AIOS_HOME``, else ``~/.aios``; not created here."""
+    value = os.environ.get("AIOS_HOME", "").strip()
+    return Path(value).expanduser().resolve() if value else (Path.home() / ".aios").resolve()
+
+
+@dataclass(frozen=True)
+class HomePaths:
+    """The files and directories under one AIOS home."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events"
+
+    @property
+    def duckdb(self) -> Path:
+        return self.root / "aios.duckdb"
+
+    @property
+    def duckdb_lock(self) -> Path:
+        return self.root / "aios.duckdb.lock"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "backups"
+
+    @classmethod
+    def current(cls) -> HomePaths:
+        return cls(home_dir())

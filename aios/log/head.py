@@ -1,0 +1,42 @@
+"""The ``HEAD`` file: where the last committed append ended (segment, offset, hash).
+
+The writer overwrites it in place after every durable append. It may lag behind the log
+(a crash between the append and the update) but never runs ahead of it, so a log that
+ends before HEAD says it should has lost committed events.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+HEAD_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Head:
+    segment: str
+    offset: int
+    hash: str
+
+    def encode(self) -> bytes:
+        data = orjson.dumps({"segment": self.segment, "offset": self.offset, "hash": self.hash})
+        return data.ljust(HEAD_SIZE - 1) + b"\n"
+
+
+def read_head(path: Path) -> Head | None:
+    """The recorded head, or None when the file is missing or unreadable."""
+    try:
+        raw = path.read_bytes()
+        data = orjson.loads(raw.strip() or b"null")
+        return Head(str(data["segment"]), int(data["offset"]), str(data["hash"]))
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def write_head(fd: int, head: Head) -> None:
+    """Overwrite the head in place (one small write at offset 0)."""
+    os.pwrite(fd, head.encode(), 0)

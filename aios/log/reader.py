@@ -1,0 +1,150 @@
+"""Reading the event log: committed lines only, from a cursor, forwards or newest first.
+
+Readers take no lock. A batch becomes visible when its commit line is on disk; anything after
+the last commit line of the newest segment (a batch being written, or a crashed writer's
+leftovers) is not yet part of the log and is never returned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aios.errors import InputError
+from aios.event import Event
+from aios.event_filter import EventFilter
+from aios.log.line_format import is_commit_line, parse_line
+from aios.log.segments import Segment, list_segments
+from aios.log.tail import scan_path
+
+_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, order=True)
+class Cursor:
+    """A position in the log: a segment number and a byte offset in it. ``str`` round-trips."""
+
+    segment: int = 0
+    offset: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.segment}:{self.offset}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        try:
+            segment, offset = text.split(":")
+            cursor = cls(int(segment), int(offset))
+        except ValueError:
+            raise InputError(f"not a log cursor: {text!r} (expected SEGMENT:OFFSET)") from None
+        if cursor.segment < 0 or cursor.offset < 0:
+            raise InputError(f"not a log cursor: {text!r} (negative)")
+        return cursor
+
+
+START = Cursor(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One committed line as stored, with where it is and the cursor just after it."""
+
+    data: bytes
+    segment: Segment
+    offset: int
+    line_no: int
+
+    @property
+    def after(self) -> Cursor:
+        return Cursor(self.segment.seq, self.offset + len(self.data))
+
+
+def committed_lines(
+    segment: Segment, offset: int = 0, *, last: bool = True, line_no: int | None = None
+) -> Iterator[RawLine]:
+    """Committed lines of ``segment`` from byte ``offset`` (which must start a line).
+
+    In the newest segment (``last``) reading stops before an unfinished batch. ``line_no``
+    numbers lines from 1 at the segment's start; when unknown (``offset`` > 0) it is 0.
+    """
+    number = line_no if line_no is not None else (1 if offset == 0 else 0)
+    try:
+        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        end = os.fstat(fd).st_size
+        pos = offset
+        carry = b""
+        pending: list[RawLine] = []
+        while pos < end:
+            chunk = os.pread(fd, min(_CHUNK, end - pos), pos)
+            if not chunk:
+                break
+            base = pos - len(carry)
+            data = carry + chunk if carry else chunk
+            pos += len(chunk)
+            start = 0
+            while True:
+                nl = data.find(b"\n", start)
+                if nl < 0:
+                    break
+                raw = RawLine(data[start : nl + 1], segment, base + start, number)
+                if number:
+                    number += 1
+                start = nl + 1
+                pending.append(raw)
+                if is_commit_line(raw.data):
+                    yield from pending
+                    pending = []
+            carry = data[start:]
+        if pending and not last:
+            # A non-newest segment never ends mid-batch unless damaged; verify reports it.
+            return
+    finally:
+        os.close(fd)
+
+
+def iter_raw(directory: Path, cursor: Cursor = START) -> Iterator[RawLine]:
+    """Committed lines of the whole log after ``cursor``, oldest first."""
+    segments = list_segments(directory)
+    for index, segment in enumerate(segments):
+        if segment.seq < cursor.segment:
+            continue
+        offset = cursor.offset if segment.seq == cursor.segment else 0
+        yield from committed_lines(segment, offset, last=index == len(segments) - 1)
+
+
+def read_events(
+    directory: Path, flt: EventFilter | None = None, cursor: Cursor = START
+) -> Iterator[tuple[Event, Cursor]]:
+    """Events after ``cursor`` that pass ``flt``, each with the cursor to resume after it."""
+    for raw in iter_raw(directory, cursor):
+        if flt is not None and not flt.might_match(raw.data):
+            continue
+        event = parse_line(raw.data)
+        if flt is None or flt.matches(event):
+            yield event, raw.after
+
+
+def read_newest_first(directory: Path, flt: EventFilter | None = None) -> Iterator[Event]:
+    """Events that pass ``flt``, newest first (for ``tail``)."""
+    segments = list_segments(directory)
+    for index in range(len(segments) - 1, -1, -1):
+        lines = list(committed_lines(segments[index], last=index == len(segments) - 1))
+        for raw in reversed(lines):
+            if flt is not None and not flt.might_match(raw.data):
+                continue
+            event = parse_line(raw.data)
+            if flt is None or flt.matches(event):
+                yield event
+
+
+def end_cursor(directory: Path) -> Cursor:
+    """The cursor after the last committed line (a follower starting here sees only new events)."""
+    segments = list_segments(directory)
+    if not segments:
+        return START
+    return Cursor(segments[-1].seq, scan_path(segments[-1].path).committed_end)

@@ -1,0 +1,55 @@
+"""Shared fixtures: a fresh AIOS_HOME per test, and the installed `aios` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aios import runtime
+from aios.home import HomePaths
+from aios.log import EventLog
+
+AIOS_BIN = Path(sys.executable).parent / "aios"
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HomePaths]:
+    """An empty AIOS_HOME for this test; the process-wide bus follows it."""
+    root = tmp_path / "aios-home"
+    root.mkdir()
+    monkeypatch.setenv("AIOS_HOME", str(root))
+    for name in list(os.environ):
+        if name.startswith("AIOS_") and name != "AIOS_HOME":
+            monkeypatch.delenv(name)
+    runtime.reset()
+    yield HomePaths(root)
+    runtime.reset()
+
+
+@pytest.fixture
+def log(home: HomePaths) -> Iterator[EventLog]:
+    event_log = EventLog(home.events)
+    yield event_log
+    event_log.close()
+
+
+def run_aios(
+    *args: str, home: HomePaths, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `aios` entry point in a subprocess against ``home``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AIOS_")}
+    full_env.update({"AIOS_HOME": str(home.root), "COLUMNS": "200", "NO_COLOR": "1"})
+    full_env.update(env or {})
+    return subprocess.run(
+        [str(AIOS_BIN), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        env=full_env,
+        timeout=120,
+    )
