@@ -10,9 +10,9 @@ The core (this package) is plain Python with no Prefect import::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, overload
 
-from aios.bus import EventBus, Subscription, is_replay
+from aios.bus import EventBus, H, Subscription, is_replay
 from aios.event import Event, Priority, Severity
 from aios.track import track
 
@@ -70,6 +70,22 @@ def emit_many(items: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
     return bus().emit_many(items)
 
 
-def subscribe(pattern: str, handler: Callable[[Event], Any] | None = None, **kw: Any) -> Any:
+@overload
+def subscribe(
+    pattern: str, handler: None = None, *, name: str | None = None
+) -> Callable[[H], H]: ...
+
+
+@overload
+def subscribe(
+    pattern: str, handler: Callable[[Event], Any], *, name: str | None = None
+) -> Subscription: ...
+
+
+def subscribe(
+    pattern: str, handler: Callable[[Event], Any] | None = None, *, name: str | None = None
+) -> Subscription | Callable[[H], H]:
     """Subscribe ``handler`` to event types matching ``pattern`` (or use as a decorator)."""
-    return bus().subscribe(pattern, handler, **kw)
+    if handler is None:
+        return bus().subscribe(pattern, name=name)
+    return bus().subscribe(pattern, handler, name=name)

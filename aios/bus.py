@@ -9,6 +9,7 @@ other processes see the same events by reading the log from a cursor.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import threading
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast, overload
 
 from pydantic import ValidationError
 
@@ -28,12 +29,13 @@ from aios.log import START, Cursor, EventLog
 logger = logging.getLogger("aios.bus")
 
 Handler = Callable[[Event], Any]
-_replaying = threading.local()
+H = TypeVar("H", bound=Handler)
+_replaying: contextvars.ContextVar[bool] = contextvars.ContextVar("aios_replaying", default=False)
 
 
 def is_replay() -> bool:
     """True while a handler is being called by ``replay`` rather than by a new emit."""
-    return bool(getattr(_replaying, "active", False))
+    return _replaying.get()
 
 
 @dataclass
@@ -51,6 +53,9 @@ class Subscription:
 
     def cancel(self) -> None:
         self.bus.unsubscribe(self)
+
+
+_Failure = tuple["Subscription", Event, Exception]
 
 
 @dataclass
@@ -71,14 +76,20 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="aios-bus", daemon=True)
         self.thread.start()
 
-    def run(self, coro: Awaitable[Any]) -> Any:
+    def run(self, awaitable: Awaitable[Any]) -> Any:
+        """Run ``awaitable`` on the loop and wait for it; the replay flag goes along."""
         if threading.current_thread() is self.thread:
             raise RuntimeError("sync emit called from an async handler; use 'await bus.aemit'")
-        return asyncio.run_coroutine_threadsafe(_as_coroutine(coro), self.loop).result()
+        coro = _with_replay_flag(awaitable, is_replay())
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+async def _with_replay_flag(awaitable: Awaitable[Any], replaying: bool) -> Any:
+    token = _replaying.set(replaying)
+    try:
+        return await awaitable
+    finally:
+        _replaying.reset(token)
 
 
 def make_event(
@@ -112,14 +123,19 @@ def make_event(
 
 def coerce_event(item: Event | Mapping[str, Any]) -> Event:
     """An Event from an Event or a mapping of its fields (``type`` required)."""
+    if type(item) is dict and "priority" not in item:  # the common case, checked first
+        try:
+            return Event.model_validate(item)
+        except ValidationError as exc:
+            raise event_error(exc) from None
     if isinstance(item, Event):
         return item
     if not isinstance(item, Mapping):
         raise EventValidationError(f"expected an event or a mapping, got {type(item).__name__}")
-    if "priority" in item:  # derived from severity; accepted on input and ignored
-        item = {k: v for k, v in item.items() if k != "priority"}
+    # priority is derived from severity; accepted on input and ignored
+    fields = {k: v for k, v in item.items() if k != "priority"}
     try:
-        return Event.model_validate(item)
+        return Event.model_validate(fields)
     except ValidationError as exc:
         raise event_error(exc) from None
 
@@ -134,12 +150,22 @@ class EventBus:
         self._loop: _LoopThread | None = None
 
     # ------------------------------------------------------------ subscribing
+    @overload
+    def subscribe(
+        self, pattern: str, handler: None = None, *, name: str | None = None
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def subscribe(
+        self, pattern: str, handler: Handler, *, name: str | None = None
+    ) -> Subscription: ...
+
     def subscribe(
         self, pattern: str, handler: Handler | None = None, *, name: str | None = None
-    ) -> Any:
+    ) -> Subscription | Callable[[H], H]:
         """Call ``handler(event)`` for each event whose type matches ``pattern``.
 
-        Returns the Subscription; without ``handler`` it is a decorator.
+        Returns the Subscription; without ``handler`` it is a decorator returning the function.
         """
         compile_glob(pattern)
 
@@ -156,7 +182,12 @@ class EventBus:
             return sub
 
         if handler is None:
-            return lambda func: (register(func), func)[1]
+
+            def decorate(func: H) -> H:
+                register(func)
+                return func
+
+            return decorate
         return register(handler)
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -204,12 +235,16 @@ class EventBus:
         Every item is validated first; one bad item raises EventValidationError naming its
         index and field, and nothing is written.
         """
-        events = []
-        for index, item in enumerate(items):
-            try:
-                events.append(coerce_event(item))
-            except EventValidationError as exc:
-                raise EventValidationError(str(exc), field=f"[{index}]") from None
+        batch = list(items)
+        try:
+            events = [coerce_event(item) for item in batch]
+        except EventValidationError:
+            for index, item in enumerate(batch):  # find and name the first bad item
+                try:
+                    coerce_event(item)
+                except EventValidationError as exc:
+                    raise exc.within(f"[{index}]") from None
+            raise
         return self.publish(events)
 
     def publish(self, events: Sequence[Event]) -> list[Event]:
@@ -227,19 +262,28 @@ class EventBus:
 
     # ------------------------------------------------------------ dispatching
     def dispatch(self, events: Sequence[Event]) -> None:
-        """Hand ``events`` to the matching subscribers, in order."""
+        """Hand ``events`` to the matching subscribers, in order.
+
+        Handler failures are recorded after every event has been delivered, so subscribers
+        see events in the order the log holds them.
+        """
         subs = self.subscriptions
         if not subs:
             return
+        failures: list[_Failure] = []
         for event in events:
             for sub in subs:
                 if sub.matches(event.type):
-                    self._call(sub, event)
+                    error = self._call(sub, event)
+                    if error is not None:
+                        failures.append((sub, event, error))
+        self._record_failures(failures)
 
     async def adispatch(self, events: Sequence[Event]) -> None:
-        subs = self.subscriptions
+        """``dispatch`` for async code: async handlers are awaited in the caller's loop."""
+        failures: list[_Failure] = []
         for event in events:
-            for sub in subs:
+            for sub in self.subscriptions:
                 if not sub.matches(event.type):
                     continue
                 try:
@@ -247,15 +291,19 @@ class EventBus:
                     if inspect.isawaitable(result):
                         await result
                 except Exception as exc:
-                    await asyncio.to_thread(self._handler_failed, sub, event, exc)
+                    failures.append((sub, event, exc))
+        if failures:
+            await asyncio.to_thread(self._record_failures, failures)
 
-    def _call(self, sub: Subscription, event: Event) -> None:
+    def _call(self, sub: Subscription, event: Event) -> Exception | None:
+        """Call one handler; returns what it raised, if anything."""
         try:
             result = sub.handler(event)
             if inspect.isawaitable(result):
                 self._loop_thread().run(result)
         except Exception as exc:
-            self._handler_failed(sub, event, exc)
+            return exc
+        return None
 
     def _loop_thread(self) -> _LoopThread:
         with self._lock:
@@ -263,33 +311,46 @@ class EventBus:
                 self._loop = _LoopThread()
             return self._loop
 
-    def _handler_failed(self, sub: Subscription, event: Event, exc: Exception) -> None:
-        if event.type == "bus.handler_failed":
-            # Never answer a failure about a failure with another event: that could loop.
-            logger.error("handler %s failed on bus.handler_failed %s: %r", sub.name, event.id, exc)
+    def _record_failures(self, failures: list[_Failure]) -> None:
+        """Append a ``bus.handler_failed`` event per failure (as one batch) and dispatch them."""
+        records = []
+        for sub, event, exc in failures:
+            if event.type == "bus.handler_failed":
+                # Never answer a failure about a failure with another event: that could loop.
+                logger.error(
+                    "handler %s failed on bus.handler_failed %s: %r", sub.name, event.id, exc
+                )
+                continue
+            records.append(
+                make_event(
+                    "bus.handler_failed",
+                    {
+                        "handler": sub.name,
+                        "pattern": sub.pattern,
+                        "event_id": event.id,
+                        "event_type": event.type,
+                        "error_type": type(exc).__name__,
+                        "error": str(exc)[:2000],
+                        "traceback": "".join(traceback.format_exception(exc)[-8:])[-4000:],
+                        "replay": is_replay(),
+                    },
+                    source="aios.bus",
+                    severity=Severity.MEDIUM,
+                    labels={"handler": sub.name[:200]},
+                    correlation_id=event.correlation_id or event.id,
+                    causation_id=event.id,
+                )
+            )
+        if not records:
             return
-        failure = make_event(
-            "bus.handler_failed",
-            {
-                "handler": sub.name,
-                "pattern": sub.pattern,
-                "event_id": event.id,
-                "event_type": event.type,
-                "error_type": type(exc).__name__,
-                "error": str(exc)[:2000],
-                "traceback": "".join(traceback.format_exception(exc)[-8:])[-4000:],
-                "replay": is_replay(),
-            },
-            source="aios.bus",
-            severity=Severity.MEDIUM,
-            labels={"handler": sub.name[:200]},
-            correlation_id=event.correlation_id or event.id,
-            causation_id=event.id,
-        )
         try:
-            self.publish([failure])
+            if is_replay():
+                # A replay delivers stored events only; its failures are recorded, not dispatched.
+                self.log.append(records)
+            else:
+                self.publish(records)
         except Exception:  # the log itself failed: say so, do not raise into emit's caller
-            logger.exception("could not record the failure of handler %s", sub.name)
+            logger.exception("could not record %d handler failure(s)", len(records))
 
     # -------------------------------------------------------------- replaying
     def replay(
@@ -307,28 +368,28 @@ class EventBus:
         """
         subs = list(handlers) if handlers is not None else self.subscriptions
         report = ReplayReport(delivered={s.name: 0 for s in subs}, cursor=str(cursor))
-        _replaying.active = True
+        token = _replaying.set(True)
         try:
             for event, after in self.log.read(flt, cursor):
                 report.events += 1
+                failures: list[_Failure] = []
                 for sub in subs:
                     if not sub.matches(event.type):
                         continue
-                    try:
-                        result = sub.handler(event)
-                        if inspect.isawaitable(result):
-                            self._loop_thread().run(result)
+                    error = self._call(sub, event)
+                    if error is None:
                         report.delivered[sub.name] += 1
-                    except Exception as exc:
-                        report.failures.append(
-                            {"handler": sub.name, "event_id": event.id, "error": repr(exc)}
-                        )
-                        self._handler_failed(sub, event, exc)
+                        continue
+                    failures.append((sub, event, error))
+                    report.failures.append(
+                        {"handler": sub.name, "event_id": event.id, "error": repr(error)}
+                    )
+                self._record_failures(failures)
                 report.cursor = str(after)
                 if progress is not None:
                     progress(report.events)
         finally:
-            _replaying.active = False
+            _replaying.reset(token)
         return report
 
 

@@ -23,6 +23,7 @@ from pydantic_settings import (
 from aios.errors import ConfigError
 from aios.home import HomePaths
 
+_HEADER = re.compile(r"^\[\[?([^\]]+)\]\]?\s*(#.*)?$")
 ENV_PREFIX = "AIOS_"
 ENV_DELIMITER = "__"
 
@@ -123,8 +124,9 @@ def _line_of(text: str, loc: list[str]) -> int | None:
     section_line = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
-        if line.startswith("["):
-            in_section = line.strip("[] ") == section
+        header = _HEADER.match(line)
+        if header:
+            in_section = header.group(1).strip().strip("\"'") == section
             if in_section:
                 section_line = number
             continue

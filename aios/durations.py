@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
 from aios.errors import DurationError
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_MAX_SECONDS = 100 * 365.25 * 86400
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
@@ -19,9 +21,7 @@ def parse_duration(text: str | float | int) -> timedelta:
     if isinstance(text, bool):
         raise DurationError(f"not a duration: {text!r}")
     if isinstance(text, int | float):
-        if text < 0:
-            raise DurationError(f"duration must not be negative: {text!r}")
-        return timedelta(seconds=float(text))
+        return _checked(float(text), text)
     value = text.strip().lower().replace(" ", "")
     if not value:
         raise DurationError("empty duration (expected e.g. 90s, 5m, 24h, 7d)")
@@ -38,6 +38,12 @@ def parse_duration(text: str | float | int) -> timedelta:
             raise DurationError(
                 f"not a duration: {text!r} (expected e.g. 90s, 5m, 1h30m, 24h, 7d)"
             ) from None
+    return _checked(seconds, text)
+
+
+def _checked(seconds: float, text: object) -> timedelta:
+    if not math.isfinite(seconds) or seconds > _MAX_SECONDS:
+        raise DurationError(f"duration out of range: {text!r} (at most 100 years)")
     if seconds < 0:
         raise DurationError(f"duration must not be negative: {text!r}")
     return timedelta(seconds=seconds)

@@ -30,8 +30,14 @@ class EventValidationError(InputError):
     """An event field is invalid. ``field`` names it (dotted for nested fields)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
-        self.field = field
+        self.field, self.reason = field, message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def within(self, prefix: str) -> EventValidationError:
+        """The same error for an event nested at ``prefix`` (e.g. ``[2]`` in a batch)."""
+        return EventValidationError(
+            self.reason, field=f"{prefix}.{self.field}" if self.field else prefix
+        )
 
 
 class ConfigError(InputError):

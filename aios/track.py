@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from aios.bus import EventBus
+from aios.bus import EventBus, make_event
 from aios.errors import InputError
-from aios.event import Event, Severity
+from aios.event import Event, Severity, check_json_value, new_event_id
 
 logger = logging.getLogger("aios.track")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,13 +44,19 @@ class track:  # noqa: N801 - used like a function: `with aios.track(...)`, `@aio
         failure_severity: Severity | str = Severity.MEDIUM,
         bus: EventBus | None = None,
     ) -> None:
-        if not agent or not isinstance(agent, str):
+        if not isinstance(agent, str) or not agent.strip():
             raise InputError("track: agent must be a non-empty string")
+        try:
+            self.failure_severity = Severity(failure_severity)
+        except ValueError:
+            raise InputError(
+                f"track: failure_severity {failure_severity!r} is not one of "
+                "info, low, medium, high, critical"
+            ) from None
         self.task = task
         self.agent = agent
         self.labels = dict(labels or {})
         self.source = source or agent
-        self.failure_severity = Severity(failure_severity)
         self._bus = bus
         self.task_id: str | None = None
         self.tokens: int | None = None
@@ -61,7 +67,12 @@ class track:  # noqa: N801 - used like a function: `with aios.track(...)`, `@aio
         self._start = 0.0
 
     def set(self, **fields: Any) -> None:
-        """Add JSON fields to the completed/failed event's payload (model name, retries, ...)."""
+        """Add JSON fields to the completed/failed event's payload (model name, retries, ...).
+
+        Raises EventValidationError naming the field if a value is not plain JSON.
+        """
+        for key, value in fields.items():
+            check_json_value(value, f"payload.{key}")
         self.extra.update(fields)
 
     # ----------------------------------------------------------- decorator
@@ -134,8 +145,9 @@ class track:  # noqa: N801 - used like a function: `with aios.track(...)`, `@aio
         if self.task is None:
             raise InputError("track: name the task, e.g. track('summarise', agent='writer')")
         self._start = time.perf_counter()
-        started = self._emit("task.started", {"task": self.task}, Severity.INFO, None)
-        self.task_id = started.id if started else None
+        # The started event's id is the task id and the correlation id of all its events.
+        self.task_id = new_event_id()
+        self._emit("task.started", {"task": self.task}, Severity.INFO, None, event_id=self.task_id)
 
     def _finished(self, exc: BaseException | None) -> None:
         self.latency_ms = round((time.perf_counter() - self._start) * 1000, 3)
@@ -159,10 +171,15 @@ class track:  # noqa: N801 - used like a function: `with aios.track(...)`, `@aio
             self._emit("task.failed", payload, self.failure_severity, self.task_id)
 
     def _emit(
-        self, event_type: str, payload: dict[str, Any], severity: Severity, cause: str | None
+        self,
+        event_type: str,
+        payload: dict[str, Any],
+        severity: Severity,
+        cause: str | None,
+        event_id: str | None = None,
     ) -> Event | None:
         try:
-            return self.bus.emit(
+            event = make_event(
                 event_type,
                 payload,
                 source=self.source,
@@ -171,6 +188,9 @@ class track:  # noqa: N801 - used like a function: `with aios.track(...)`, `@aio
                 correlation_id=self.task_id,
                 causation_id=cause,
             )
+            if event_id is not None:
+                event = event.model_copy(update={"id": event_id})
+            return self.bus.publish([event])[0]
         except Exception:
             logger.exception("aios.track could not record %s for agent %s", event_type, self.agent)
             return None

@@ -61,6 +61,7 @@ def test_filters_select_by_type_time_source_and_labels(log: EventLog) -> None:
             Event.create(type="task.completed", time=now - timedelta(days=2)),
         ]
     )
+
     def types(flt: EventFilter) -> list[str]:
         return [e.type for e in log.events(flt)]
 
@@ -87,8 +88,13 @@ def test_a_cursor_resumes_exactly_where_the_reader_stopped(log: EventLog) -> Non
     log.append(make(2, "more.event"))
     rest = [(e.type, e.payload["n"]) for e, _ in log.read(cursor=Cursor.parse(str(cursor)))]
     assert seen == [0, 1]
-    assert rest == [("test.event", 2), ("test.event", 3), ("test.event", 4),
-                    ("more.event", 0), ("more.event", 1)]
+    assert rest == [
+        ("test.event", 2),
+        ("test.event", 3),
+        ("test.event", 4),
+        ("more.event", 0),
+        ("more.event", 1),
+    ]
 
 
 def test_segments_rotate_by_size_and_the_chain_spans_them(home) -> None:

@@ -30,7 +30,18 @@ def test_valid_types_are_accepted(event_type: str) -> None:
 
 @pytest.mark.parametrize(
     "event_type",
-    ["", "resource", "Resource.high", "resource..high", ".a", "a.", "a.b-c", "a b.c", "1a.b", "a.*"],
+    [
+        "",
+        "resource",
+        "Resource.high",
+        "resource..high",
+        ".a",
+        "a.",
+        "a.b-c",
+        "a b.c",
+        "1a.b",
+        "a.*",
+    ],
 )
 def test_invalid_types_are_refused_naming_the_field(event_type: str) -> None:
     with pytest.raises(EventValidationError) as info:
@@ -143,7 +154,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 segment = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
@@ -152,7 +165,9 @@ events = st.builds(
     type=st.lists(segment, min_size=2, max_size=4).map(".".join),
     source=st.from_regex(r"[a-z][a-z.]{0,15}", fullmatch=True),
     severity=st.sampled_from(list(Severity)),
-    labels=st.dictionaries(st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True), st.text(max_size=10), max_size=3),
+    labels=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_.-]{0,8}", fullmatch=True), st.text(max_size=10), max_size=3
+    ),
     payload=st.dictionaries(st.text(max_size=8), json_values, max_size=5),
     time=st.datetimes(
         min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
@@ -177,7 +192,9 @@ def test_any_byte_change_breaks_the_line_hash(event: Event, data: st.DataObject)
     line, _ = seal(canonical_body(event), GENESIS_HASH, True)
     assert check_line(line).ok
     position = data.draw(st.integers(min_value=0, max_value=len(line) - 2))
-    replacement = data.draw(st.integers(min_value=0, max_value=255).filter(lambda b: b != line[position]))
+    replacement = data.draw(
+        st.integers(min_value=0, max_value=255).filter(lambda b: b != line[position])
+    )
     tampered = line[:position] + bytes([replacement]) + line[position + 1 :]
     assert not check_line(tampered).ok
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from aios.cli.output import console, print_json
 from aios.errors import AIOSError
@@ -169,6 +170,8 @@ def doctor(
             table.add_column(column)
         style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
         for c in checks:
-            table.add_row(c.name, f"[{style[c.status]}]{c.status}[/]", c.detail, c.fix)
+            table.add_row(
+                Text(c.name), Text(c.status, style=style[c.status]), Text(c.detail), Text(c.fix)
+            )
         console.print(table)
     raise typer.Exit(1 if failed else 0)

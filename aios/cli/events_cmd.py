@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
 
 from aios.cli.output import console, err_console, event_json, events_table, print_json, rows_table
@@ -130,12 +131,13 @@ def verify(as_json: JsonOpt = False) -> None:
             f"last hash {report.last_hash[:16]}…"
         )
         for note in report.notes:
-            console.print(f"note: {note}")
+            console.print(f"note: {escape(note)}")
     else:
         assert report.first_break is not None
+        where = escape(str(log.directory / report.first_break.segment))
         err_console.print(
-            f"[bold red]BROKEN[/] at {log.directory / report.first_break.segment} line "
-            f"{report.first_break.line} ({report.first_break.kind}): {report.first_break.detail}"
+            f"[bold red]BROKEN[/] at {where} line {report.first_break.line} "
+            f"({report.first_break.kind}): {escape(report.first_break.detail)}"
         )
         err_console.print(f"{report.events} events verified before the break.")
     raise typer.Exit(0 if report.ok else 1)
@@ -152,7 +154,7 @@ def repair(as_json: JsonOpt = False) -> None:
     elif not notices:
         console.print("nothing to repair")
     for event in notices if not as_json else []:
-        console.print(f"{event.type}: {orjson.dumps(event.payload).decode()}")
+        console.print(f"{event.type}: {escape(orjson.dumps(event.payload).decode())}")
 
 
 @app.command()
@@ -234,7 +236,10 @@ def replay(
         console.print(rows_table(["handler", "delivered"], list(report.delivered.items())))
         for failure in report.failures[:20]:
             err_console.print(
-                f"handler {failure['handler']} failed on {failure['event_id']}: {failure['error']}"
+                escape(
+                    f"handler {failure['handler']} failed on {failure['event_id']}: "
+                    f"{failure['error']}"
+                )
             )
     raise typer.Exit(1 if report.failures else 0)
 
@@ -299,4 +304,4 @@ def rebuild(
     with open_store(report=report):
         pass
     what = "everything" if names is None else ", ".join(names)
-    console.print(f"rebuilt {what}: {report.seq} events in the log")
+    console.print(f"rebuilt {escape(what)}: {report.seq} events in the log")

@@ -5,6 +5,8 @@ Exit codes: 0 ok, 1 a check failed, 2 bad input or usage (with a message naming 
 
 from __future__ import annotations
 
+import math
+import re
 import sys
 from typing import Annotated, Any
 
@@ -55,26 +57,26 @@ def init() -> None:
     paths.events.mkdir(exist_ok=True)
     if paths.config.exists():
         load_config(paths)  # a broken existing file is reported, never overwritten
-        console.print(f"kept existing {paths.config}")
+        console.print(f"kept existing {escape(str(paths.config))}")
     else:
         from aios.atomic import write_atomic
 
         write_atomic(paths.config, config_template().encode())
-        console.print(f"wrote {paths.config}")
-    console.print(f"AIOS home: {paths.root}")
+        console.print(f"wrote {escape(str(paths.config))}")
+    console.print(f"AIOS home: {escape(str(paths.root))}")
+
+
+_JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 def _parse_value(text: str) -> Any:
-    """``-p`` values: numbers become numbers, anything else stays a string."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        value = float(text)
-    except ValueError:
+    """``-p`` values: JSON numbers become numbers; anything else (``007``, ``1_000``) a string."""
+    if not _JSON_NUMBER.fullmatch(text):
         return text
-    return value if value == value and value not in (float("inf"), float("-inf")) else text
+    if text.lstrip("-").isdigit():
+        return int(text)
+    value = float(text)
+    return value if math.isfinite(value) else text
 
 
 @app.command()

@@ -12,6 +12,7 @@ from uuid import UUID
 import orjson
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from aios.event import Event
 
@@ -68,13 +69,13 @@ def events_table(events: Iterable[Event], title: str | None = None) -> Table:
     table.add_column("payload")
     for event in events:
         severity = event.severity.value
-        table.add_row(
-            event.time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            f"[{SEVERITY_STYLE[severity]}]{severity}[/]",
-            event.type,
-            _short(event.source, 24),
-            _short(" ".join(f"{k}={v}" for k, v in event.labels.items()), 40),
-            _short(dumps(event.payload, indent=False), 80),
+        table.add_row(  # Text cells: event data is printed as it is, never read as markup
+            Text(event.time.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]),
+            Text(severity, style=SEVERITY_STYLE[severity]),
+            Text(event.type),
+            Text(_short(event.source, 24)),
+            Text(_short(" ".join(f"{k}={v}" for k, v in event.labels.items()), 40)),
+            Text(_short(dumps(event.payload, indent=False), 80)),
         )
     return table
 
@@ -82,9 +83,9 @@ def events_table(events: Iterable[Event], title: str | None = None) -> Table:
 def rows_table(columns: list[str], rows: list[tuple[Any, ...]]) -> Table:
     table = Table()
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(column))
     for row in rows:
-        table.add_row(*("" if v is None else _short(_cell(v), 120) for v in row))
+        table.add_row(*(Text("" if v is None else _short(_cell(v), 120)) for v in row))
     return table
 
 

@@ -119,15 +119,15 @@ def verify_log(
                 "the next writer sets it aside, or run `aios events repair`)",
             )
         if open_batch:
-            where = "at the end of the log" if last_segment else "at the end of a closed segment"
-            return _broken(
-                report,
-                segment,
-                len(lines),
-                "torn_tail",
-                f"a batch without its commit line {where} (an unfinished write; the next "
-                "writer sets it aside, or run `aios events repair`)",
-            )
+            # Reported where the missing commit line would be.
+            if last_segment:
+                detail = (
+                    "the log ends inside a batch whose commit line is missing (an unfinished "
+                    "write; the next writer sets it aside, or run `aios events repair`)"
+                )
+            else:
+                detail = "the segment ends inside a batch: its commit line is missing (deleted?)"
+            return _broken(report, segment, len(lines) + 1, "torn_tail", detail)
         report.bytes += len(data)
         if progress is not None:
             progress(report.bytes, total)

@@ -208,11 +208,11 @@ class EventLogWriter:
         return tail
 
     def _write(self, tail: _Tail, bodies: list[bytes]) -> None:
-        prev = tail.last_hash.encode()
         parts: list[bytes] = []
-        last = len(bodies) - 1
-        for index, body in enumerate(bodies):
-            prev = seal_into(parts, body, prev, index == last)
+        prev = tail.last_hash.encode()
+        for body in bodies[:-1]:
+            prev = seal_into(parts, body, prev, False)
+        prev = seal_into(parts, bodies[-1], prev, True)
         data = b"".join(parts)
         try:
             view = memoryview(data)

@@ -1,0 +1,1 @@
+"""Performance benchmarks with JSON output; ``python -m benchmarks`` (``make bench``) runs them."""
