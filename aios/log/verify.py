@@ -78,46 +78,48 @@ def verify_log(
                 f"segment(s) {segments[index - 1].seq + 1} to {segment.seq - 1} before this one "
                 "are missing",
             )
-        data = segment.path.read_bytes()
         last_segment = index == len(segments) - 1
-        lines = data.split(b"\n")
-        tail = lines.pop()  # bytes after the last newline
         open_batch = False
-        for number, body in enumerate(lines, start=1):
-            check = check_line(body)
-            if not check.ok:
-                kind = "modified" if check.hash else "malformed"
-                return _broken(report, segment, number, kind, check.problem)
-            if check.prev_hash != expected:
-                return _broken(
-                    report,
-                    segment,
-                    number,
-                    "chain",
-                    "prev_hash is not the hash of the line before: a line was deleted, inserted "
-                    "or reordered here",
-                )
-            if _TRUNCATED in body:
-                return _broken(
-                    report,
-                    segment,
-                    number,
-                    "truncated",
-                    "a writer found the log shorter than HEAD recorded and logged log.truncated "
-                    "here: committed events before this line were lost",
-                )
-            expected = check.hash
-            open_batch = not check.commit
-            report.events += 1
-        if tail:
-            return _broken(
-                report,
-                segment,
-                len(lines) + 1,
-                "torn_tail",
-                f"{len(tail)} bytes of an incomplete line at the end (a crashed or cut write; "
-                "the next writer sets it aside, or run `aios events repair`)",
-            )
+        number = 0
+        with segment.path.open("rb") as handle:  # streamed: memory stays flat on big segments
+            for number, body in enumerate(handle, start=1):
+                if not body.endswith(b"\n"):
+                    return _broken(
+                        report,
+                        segment,
+                        number,
+                        "torn_tail",
+                        f"{len(body)} bytes of an incomplete line at the end (a crashed or cut "
+                        "write; the next writer sets it aside, or run `aios events repair`)",
+                    )
+                check = check_line(body)
+                if not check.ok:
+                    kind = "modified" if check.hash else "malformed"
+                    return _broken(report, segment, number, kind, check.problem)
+                if check.prev_hash != expected:
+                    return _broken(
+                        report,
+                        segment,
+                        number,
+                        "chain",
+                        "prev_hash is not the hash of the line before: a line was deleted, "
+                        "inserted or reordered here",
+                    )
+                if _TRUNCATED in body:
+                    return _broken(
+                        report,
+                        segment,
+                        number,
+                        "truncated",
+                        "a writer found the log shorter than HEAD recorded and logged "
+                        "log.truncated here: committed events before this line were lost",
+                    )
+                expected = check.hash
+                open_batch = not check.commit
+                report.events += 1
+                report.bytes += len(body)
+                if progress is not None and number % 65536 == 0:
+                    progress(report.bytes, total)
         if open_batch:
             # Reported where the missing commit line would be.
             if last_segment:
@@ -127,8 +129,7 @@ def verify_log(
                 )
             else:
                 detail = "the segment ends inside a batch: its commit line is missing (deleted?)"
-            return _broken(report, segment, len(lines) + 1, "torn_tail", detail)
-        report.bytes += len(data)
+            return _broken(report, segment, number + 1, "torn_tail", detail)
         if progress is not None:
             progress(report.bytes, total)
     report.last_hash = expected
