@@ -12,8 +12,10 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
 import threading
 import traceback
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +58,15 @@ class Subscription:
 
 
 _Failure = tuple["Subscription", Event, Exception]
+_buses: weakref.WeakSet[EventBus] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for bus in list(_buses):
+        bus._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @dataclass
@@ -148,6 +159,12 @@ class EventBus:
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
         self._loop: _LoopThread | None = None
+        _buses.add(self)
+
+    def _after_fork(self) -> None:
+        # The loop thread does not exist in a forked child; start a new one when needed.
+        self._lock = threading.Lock()
+        self._loop = None
 
     # ------------------------------------------------------------ subscribing
     @overload

@@ -18,6 +18,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from aios.errors import ConfigError
@@ -100,6 +101,12 @@ def load_config(paths: HomePaths | None = None) -> AIOSConfig:
         return AIOSConfig(**data)
     except ValidationError as exc:
         raise _config_error(exc, path, text) from None
+    except SettingsError as exc:  # an AIOS_* variable that does not parse (e.g. bad JSON)
+        names = [n for n in os.environ if n.upper().startswith(ENV_PREFIX) and n != "AIOS_HOME"]
+        raise ConfigError(
+            f"{exc}; check {', '.join(sorted(names)) or 'the AIOS_* variables'}",
+            path="environment",
+        ) from None
 
 
 def _config_error(exc: ValidationError, path: Path, text: str) -> ConfigError:
@@ -109,9 +116,12 @@ def _config_error(exc: ValidationError, path: Path, text: str) -> ConfigError:
     message = str(first.get("msg", "invalid"))
     if first.get("type") == "extra_forbidden":
         message = "unknown key"
-    env_name = ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in loc[:2])
-    if any(name.upper().startswith(env_name) for name in os.environ):
-        return ConfigError(message, path=f"environment variable {env_name}", key=key)
+    for name in os.environ:
+        upper = name.upper()
+        section = ENV_PREFIX + loc[0].upper() if loc else ""
+        exact = ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in loc[:2])
+        if section and (upper == section or upper.startswith(exact)):
+            return ConfigError(message, path=f"environment variable {name}", key=key)
     return ConfigError(message, path=str(path), line=_line_of(text, loc), key=key)
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 from aios.errors import DurationError
 
@@ -81,3 +84,23 @@ def format_duration(delta: timedelta | float) -> str:
             out += f"{rest // size}{unit}"
             rest %= size
     return out
+
+
+def _duration_input(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str | int | float):
+        try:
+            return parse_duration(value)
+        except DurationError as exc:
+            raise ValueError(str(exc)) from None
+    raise ValueError(f"not a duration: {value!r} (expected e.g. 90s, 5m, 24h)")
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_duration_input),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "description": "A duration: 90s, 5m, 1h30m, 24h, 7d."}),
+]
+"""A pydantic field type: ``"5m"``, ``90`` (seconds) or a timedelta; serialised as ``"5m"``."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -149,14 +150,18 @@ class Event(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not value or len(value) > 64 or not value.replace("-", "").isalnum():
-            raise ValueError("must be a uuid (32 hex digits, dashes allowed)")
-        return value
+        try:
+            return str(uuid.UUID(value))
+        except (ValueError, AttributeError, TypeError):
+            raise ValueError("must be a uuid, e.g. 01a1fe04-27e7-7559-bd22-d79fe572102a") from None
 
     @field_validator("time")
     @classmethod
     def _check_time(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
 
     @field_validator("payload")
     @classmethod

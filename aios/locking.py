@@ -79,6 +79,25 @@ _locks: dict[Path, FileLock] = {}
 _locks_guard = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child holds none of its parent's locks: start every lock afresh.
+
+    The inherited descriptors still refer to the parent's open lock files; closing them in the
+    child leaves the parent's locks in place.
+    """
+    global _locks_guard
+    _locks_guard = threading.Lock()
+    for lock in _locks.values():
+        if lock._fd is not None:
+            os.close(lock._fd)
+        lock._fd = None
+        lock._depth = 0
+        lock._thread_lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def file_lock(path: Path) -> FileLock:
     """The one FileLock object of this process for ``path`` (so re-entry is recognised)."""
     key = path.resolve()

@@ -98,3 +98,20 @@ def test_a_bad_environment_override_names_the_variable(
     monkeypatch.setenv("AIOS_LOG__SEGMENT_MAX_BYTES", "lots")
     with pytest.raises(ConfigError, match="AIOS_LOG__SEGMENT_MAX_BYTES"):
         load_config(home)
+
+
+def test_an_override_that_is_not_json_is_a_config_error(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOS_BUS__SUBSCRIBERS", "notjson")
+    with pytest.raises(ConfigError, match="AIOS_BUS__SUBSCRIBERS"):
+        load_config(home)
+
+
+def test_a_bad_whole_section_override_names_its_variable(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home.config.write_text("[log]\nsegment_max_bytes = 100000\n")
+    monkeypatch.setenv("AIOS_LOG", '{"segment_max_bytes": 1}')
+    with pytest.raises(ConfigError, match="environment variable AIOS_LOG"):
+        load_config(home)

@@ -11,6 +11,7 @@ from aios.event import Event
 from aios.event_filter import EventFilter
 from aios.log import Cursor, EventLog
 from aios.log import writer as writer_module
+from aios.log.line_format import canonical_body, check_line, seal
 from aios.log.segments import list_segments
 
 
@@ -137,23 +138,73 @@ def test_a_torn_last_line_is_quarantined_and_recorded(log: EventLog) -> None:
     writer.close()
 
 
+def unfinished_batch(after: bytes, count: int) -> bytes:
+    """The lines a writer would add after ``after`` for a batch of ``count`` events."""
+    prev = check_line(after.splitlines(keepends=True)[-1]).hash
+    lines = []
+    for index, event in enumerate(make(count, "doomed.event")):
+        line, prev = seal(canonical_body(event), prev, index == count - 1)
+        lines.append(line)
+    return b"".join(lines)
+
+
 def test_an_unfinished_batch_is_set_aside_whole(log: EventLog) -> None:
     log.append(make(2))
     path = list_segments(log.directory)[0].path
     committed = path.read_bytes()
-    log.append(make(4, "doomed.event"))
-    full = path.read_bytes()
-    # Keep two complete lines of the 4-line batch and half of the third.
-    cut = full.index(b"\n", full.index(b"\n", len(committed)) + 1) + 40
-    path.write_bytes(full[:cut])
+    batch = unfinished_batch(committed, 4)
+    # A crash after two complete lines and part of the third of a 4-line batch.
+    cut = batch.index(b"\n", batch.index(b"\n") + 1) + 40
+    path.write_bytes(committed + batch[:cut])
     fresh = EventLog(log.directory)
     notices = fresh.repair()
+    assert [e.type for e in notices] == ["log.repaired"]
     assert notices[0].payload["complete_lines"] == 2
     assert notices[0].payload["reason"] == "unfinished batch ending in a torn line"
     types = [e.type for e in fresh.events()]
     assert "doomed.event" not in types and types.count("test.event") == 2
     assert fresh.verify().ok
     fresh.close()
+
+
+def test_a_batch_with_a_damaged_line_before_its_commit_line_is_set_aside(log: EventLog) -> None:
+    # Power loss can keep a batch's last page and lose an earlier one.
+    log.append(make(2))
+    path = list_segments(log.directory)[0].path
+    committed = path.read_bytes()
+    batch = bytearray(unfinished_batch(committed, 3))
+    batch[10:30] = b"\0" * 20
+    path.write_bytes(committed + bytes(batch))
+    fresh = EventLog(log.directory)
+    notices = fresh.repair()
+    assert [e.type for e in notices] == ["log.repaired"]
+    assert [e.type for e in fresh.events()] == ["test.event", "test.event", "log.repaired"]
+    assert fresh.verify().ok
+    fresh.close()
+
+
+def test_a_cut_that_looks_like_a_crash_is_still_recorded_as_truncation(log: EventLog) -> None:
+    log.append(make(3))
+    path = list_segments(log.directory)[0].path
+    path.write_bytes(path.read_bytes()[:-100])  # acknowledged bytes lost, mid-line
+    writer = EventLog(log.directory)
+    notices = writer.repair()
+    assert [e.type for e in notices] == ["log.repaired", "log.truncated"]
+    assert not writer.verify().ok
+    writer.close()
+
+
+def test_a_removed_log_directory_is_recorded_as_truncated(home) -> None:
+    log = EventLog(home.events)
+    log.append(make(2))
+    log.close()
+    import shutil
+
+    shutil.rmtree(home.events)
+    again = EventLog(home.events)
+    notices = again.append(make(1, "after.wipe")).notices
+    assert [e.type for e in notices] == ["log.truncated"]
+    again.close()
 
 
 def test_truncation_behind_head_is_detected_and_recorded(log: EventLog) -> None:
@@ -192,3 +243,108 @@ def test_oversized_events_are_refused_and_nothing_is_written(log: EventLog) -> N
     with pytest.raises(EventValidationError, match="limit"):
         log.append([Event.create(type="ok.event"), big])
     assert list(log.events()) == []
+
+
+def test_a_cursor_that_does_not_start_a_line_is_refused(log: EventLog) -> None:
+    from aios.errors import LogIntegrityError
+
+    log.append(make(3))
+    end = log.end()
+    with pytest.raises(LogIntegrityError, match="does not start a line"):
+        list(log.read(cursor=Cursor(end.segment, end.offset - 10)))
+    with pytest.raises(LogIntegrityError, match="past the end"):
+        list(log.read(cursor=Cursor(end.segment, end.offset + 500)))
+
+
+def test_a_failed_fdatasync_leaves_nothing_behind_for_a_retry(
+    log: EventLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios.errors import LogError
+
+    log.append(make(1, "first.event"))
+    import os
+
+    real = os.fdatasync
+    calls = {"n": 0}
+
+    def failing_once(fd: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(5, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_once)
+    retried = make(1, "retried.event")
+    with pytest.raises(LogError, match="Input/output error"):
+        log.append(retried)
+    log.append(retried)  # what a caller does after the error
+    assert [e.type for e in log.events()] == ["first.event", "retried.event"]
+    assert log.verify().ok
+
+
+def test_a_payload_mentioning_log_truncated_is_not_a_truncation(log: EventLog) -> None:
+    log.append(
+        [
+            Event.create(
+                type="note.event",
+                payload={"type": "log.truncated"},
+                labels={"type": "log.truncated"},
+            )
+        ]
+    )
+    assert log.verify().ok
+
+
+def test_verify_on_a_live_log_is_not_fooled_by_appends_and_rotation(home) -> None:
+    import threading
+
+    log = EventLog(home.events, segment_max_bytes=4096)
+    stop = threading.Event()
+
+    def keep_writing() -> None:
+        writer = EventLog(home.events, segment_max_bytes=4096)
+        while not stop.is_set():
+            writer.append(make(3))
+        writer.close()
+
+    thread = threading.Thread(target=keep_writing)
+    thread.start()
+    try:
+        for _ in range(30):
+            report = log.verify()
+            assert report.ok, report.first_break
+    finally:
+        stop.set()
+        thread.join()
+    log.close()
+
+
+def test_a_forked_child_can_take_a_lock_its_parent_held(log: EventLog) -> None:
+    import os
+    import threading
+
+    log.append(make(1))
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with log.writer.lock:
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread holds the lock, not the child
+        try:
+            release.set()
+            EventLog(log.directory).append(make(1, "from.child"))
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    release.set()
+    thread.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert "from.child" in [e.type for e in log.events()]

@@ -209,3 +209,23 @@ def test_the_chain_links_each_line_to_the_one_before(batch: list[Event]) -> None
         assert check.ok and check.prev_hash == prev and check.hash == digest
         assert check.commit == (index == len(batch) - 1)
         prev = digest
+
+
+@pytest.mark.parametrize("bad", ["evt42", "ééé", "١٢٣", "not-a-uuid", ""])
+def test_ids_must_be_uuids(bad: str) -> None:
+    with pytest.raises(EventValidationError) as info:
+        Event.create(type="a.b", id=bad)
+    assert info.value.field == "id"
+
+
+def test_a_time_that_overflows_in_utc_is_refused_naming_the_field() -> None:
+    with pytest.raises(EventValidationError) as info:
+        Event.create(type="a.b", time=datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))))
+    assert info.value.field == "time"
+
+
+def test_a_lone_surrogate_is_refused_naming_its_field() -> None:
+    event = Event.create(type="a.b", labels={"host": "\ud800"})
+    with pytest.raises(EventValidationError) as info:
+        canonical_body(event)
+    assert info.value.field == "labels"

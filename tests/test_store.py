@@ -147,7 +147,7 @@ def test_a_replaced_log_makes_the_store_rebuild_from_it(home: HomePaths, tmp_pat
     aios.runtime.reset()
     shutil.rmtree(home.events)
     (home.root / "events").mkdir()
-    (home.events / "HEAD").unlink(missing_ok=True)
+    home.events.with_name("events.head").unlink(missing_ok=True)
     aios.emit_many([{"type": "new.event"}] * 2)
     report = SyncReport()
     with open_store(home, report=report) as con:
@@ -220,3 +220,32 @@ def test_readonly_sql_refuses_anything_else_and_changes_nothing(
     assert count(home) == 1
     assert not (tmp_path / "out.csv").exists()
     assert not (tmp_path / "other.duckdb").exists()
+
+
+def test_explain_analyze_is_refused(home: HomePaths) -> None:
+    aios.emit("a.one")
+    with pytest.raises(SQLRefusedError, match="EXPLAIN ANALYZE"):
+        run_readonly("EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", home)
+
+
+def test_a_runaway_query_is_stopped(home: HomePaths) -> None:
+    aios.emit("a.one")
+    with pytest.raises(SQLRefusedError, match="stopped after"):
+        run_readonly("SELECT count(*) FROM range(1000000000000)", home, timeout=1)
+    assert count(home) == 1  # the store is usable again
+
+
+def test_asyncio_tasks_each_get_their_own_connection(home: HomePaths) -> None:
+    import asyncio
+
+    aios.emit("a.one")
+
+    async def use(delay: float) -> int:
+        with open_store(home) as con:
+            await asyncio.sleep(delay)
+            return int(con.execute("SELECT count(*) FROM events").fetchall()[0][0])
+
+    async def both() -> list[int]:
+        return list(await asyncio.gather(use(0.05), use(0.01)))
+
+    assert asyncio.run(both()) == [1, 1]

@@ -249,13 +249,16 @@ def sql(
     query: Annotated[str, typer.Argument(metavar="SQL", help="One SELECT (or DESCRIBE, SHOW).")],
     as_json: Annotated[bool, typer.Option("--json", help="A JSON list of row objects.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV with a header row.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Stop the query after this many seconds.")
+    ] = 60.0,
 ) -> None:
     """Read-only SQL over the DuckDB projections (tables: events, ...). Writes are refused."""
     from aios.store.readonly_sql import run_readonly
 
     if as_json and as_csv:
         raise InputError("choose one of --json and --csv")
-    result = run_readonly(query)
+    result = run_readonly(query, timeout=timeout)
     json_columns = {i for i, t in enumerate(result.types) if t.upper() == "JSON"}
     if as_json:
         rows = [

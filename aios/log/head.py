@@ -1,6 +1,7 @@
 """The ``HEAD`` file: where the last committed append ended (segment, offset, hash).
 
-The writer overwrites it in place after every durable append. It may lag behind the log
+The writer overwrites it in place after every durable append. It lives beside the log's
+directory (``$AIOS_HOME/events.head``), not in it. It may lag behind the log
 (a crash between the append and the update) but never runs ahead of it, so a log that
 ends before HEAD says it should has lost committed events.
 """
@@ -14,6 +15,12 @@ from pathlib import Path
 import orjson
 
 HEAD_SIZE = 256
+
+
+def head_path(directory: Path) -> Path:
+    """Where the log in ``directory`` keeps its HEAD: beside it (``events.head``), so that
+    removing or replacing the whole directory is noticed too."""
+    return directory.with_name(directory.name + ".head")
 
 
 @dataclass(frozen=True)

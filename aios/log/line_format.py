@@ -61,14 +61,23 @@ def canonical_body(event: Event) -> bytes:
     try:
         # The model's __dict__ holds exactly the stored fields (priority is computed).
         body = orjson.dumps(event.__dict__, option=_DUMP_OPTIONS)
-    except TypeError as exc:  # orjson refuses what check_json_value would have refused
-        raise EventValidationError(str(exc), field="payload") from None
+    except TypeError as exc:  # e.g. a lone surrogate in a string: name the field it is in
+        raise EventValidationError(str(exc), field=_unserialisable_field(event)) from None
     if len(body) > MAX_EVENT_BYTES:
         raise EventValidationError(
             f"event is {len(body)} bytes serialised; the limit is {MAX_EVENT_BYTES}",
             field="payload",
         )
     return body
+
+
+def _unserialisable_field(event: Event) -> str:
+    for name, value in event.__dict__.items():
+        try:
+            orjson.dumps(value, option=_DUMP_OPTIONS)
+        except TypeError:
+            return name
+    return "payload"
 
 
 def seal(body: bytes, prev_hash: str, commit: bool) -> tuple[bytes, str]:
@@ -147,6 +156,13 @@ def line_hash(line: bytes) -> str:
     """The stored hash of a complete line, read from its fixed-width trailer."""
     end = len(line) - 3
     return line[end - 64 : end].decode("ascii")
+
+
+def line_links(line: bytes) -> tuple[bytes, bytes]:
+    """(prev_hash, hash) of a complete line, as stored; cheap, trusts the layout."""
+    end = len(line) - 3
+    prev_end = end - HASH_TAIL + 3 - 1
+    return line[prev_end - 64 : prev_end], line[end - 64 : end]
 
 
 def event_from_record(record: dict[str, Any]) -> Event:

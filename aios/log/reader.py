@@ -8,14 +8,14 @@ leftovers) is not yet part of the log and is never returned.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aios.errors import InputError
+from aios.errors import InputError, LogIntegrityError
 from aios.event import Event
 from aios.event_filter import EventFilter
-from aios.log.line_format import is_commit_line, parse_line
+from aios.log.line_format import HASH_TAIL, is_commit_line, line_links, parse_line
 from aios.log.segments import Segment, list_segments
 from aios.log.tail import scan_path
 
@@ -66,8 +66,12 @@ def committed_lines(
 ) -> Iterator[RawLine]:
     """Committed lines of ``segment`` from byte ``offset`` (which must start a line).
 
-    In the newest segment (``last``) reading stops before an unfinished batch. ``line_no``
-    numbers lines from 1 at the segment's start; when unknown (``offset`` > 0) it is 0.
+    In the newest segment (``last``) reading stops before an unfinished batch. Every line must
+    link to the one before it (its ``prev_hash``); if the newest segment changes under the
+    reader (a writer setting aside a crashed tail), reading resumes after the last line it
+    returned. Raises LogIntegrityError for a cursor that does not start a line, and for a
+    broken link in a closed segment (run ``aios events verify``). ``line_no`` numbers lines
+    from 1 at the segment's start; when unknown (``offset`` > 0) it is 0.
     """
     number = line_no if line_no is not None else (1 if offset == 0 else 0)
     try:
@@ -75,36 +79,78 @@ def committed_lines(
     except FileNotFoundError:
         return
     try:
-        end = os.fstat(fd).st_size
-        pos = offset
-        carry = b""
-        pending: list[RawLine] = []
-        while pos < end:
-            chunk = os.pread(fd, min(_CHUNK, end - pos), pos)
-            if not chunk:
-                break
-            base = pos - len(carry)
-            data = carry + chunk if carry else chunk
-            pos += len(chunk)
-            start = 0
-            while True:
-                nl = data.find(b"\n", start)
-                if nl < 0:
-                    break
-                raw = RawLine(data[start : nl + 1], segment, base + start, number)
-                if number:
-                    number += 1
-                start = nl + 1
-                pending.append(raw)
-                if is_commit_line(raw.data):
-                    yield from pending
-                    pending = []
-            carry = data[start:]
-        if pending and not last:
-            # A non-newest segment never ends mid-batch unless damaged; verify reports it.
-            return
+        prev = _hash_before(fd, offset, segment)
+        for _attempt in range(5):
+            progress = yield from _read_from(fd, segment, offset, number, prev, last)
+            if progress is None:
+                return
+            offset, number, prev = progress  # the file changed under us: resume
+        raise LogIntegrityError("the segment keeps changing while it is read", segment=segment.name)
     finally:
         os.close(fd)
+
+
+def _hash_before(fd: int, offset: int, segment: Segment) -> bytes | None:
+    """The hash of the line ending at ``offset`` (None at the start of the segment)."""
+    if offset == 0:
+        return None
+    size = os.fstat(fd).st_size
+    if offset > size:
+        raise LogIntegrityError(
+            f"cursor at byte {offset} is past the end ({size} bytes): the log was truncated",
+            segment=segment.name,
+        )
+    before = os.pread(fd, HASH_TAIL, offset - HASH_TAIL) if offset >= HASH_TAIL else b""
+    if not before.endswith(b'"}\n'):
+        raise LogIntegrityError(
+            f"cursor at byte {offset} does not start a line", segment=segment.name
+        )
+    return line_links(before)[1]
+
+
+def _read_from(
+    fd: int, segment: Segment, offset: int, number: int, prev: bytes | None, last: bool
+) -> Generator[RawLine, None, tuple[int, int, bytes | None] | None]:
+    """Yield committed lines from ``offset``; return where to resume if the file changed."""
+    end = os.fstat(fd).st_size
+    pos = offset
+    carry = b""
+    pending: list[RawLine] = []
+    resume = (offset, number, prev)
+    link = prev
+    while pos < end:
+        chunk = os.pread(fd, min(_CHUNK, end - pos), pos)
+        if not chunk:
+            break
+        base = pos - len(carry)
+        data = carry + chunk if carry else chunk
+        pos += len(chunk)
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                break
+            raw = RawLine(data[start : nl + 1], segment, base + start, number)
+            start = nl + 1
+            if number:
+                number += 1
+            before, own = line_links(raw.data)
+            if link is not None and before != link:
+                if last:
+                    return resume  # spliced by a concurrent repair: read again
+                raise LogIntegrityError(
+                    f"line at byte {raw.offset} does not follow the line before it "
+                    "(run `aios events verify`)",
+                    segment=segment.name,
+                )
+            link = own
+            pending.append(raw)
+            if is_commit_line(raw.data):
+                yield from pending
+                pending = []
+                resume = (raw.offset + len(raw.data), number, own)
+        carry = data[start:]
+    return None
 
 
 def iter_raw(directory: Path, cursor: Cursor = START) -> Iterator[RawLine]:

@@ -32,37 +32,75 @@ class TailScan:
 
 
 def scan_tail(read_at: int, data: bytes) -> TailScan:
-    """Find the last committed line in ``data``, the bytes of a segment from ``read_at`` to its end.
+    """Find the last intact batch in ``data``, the bytes of a segment from ``read_at`` to its end.
 
-    ``need_more`` asks for a window reaching further back (no committed line was found and
-    ``data`` does not start at the beginning of the file). ``last_hash`` is None when the
-    segment holds no committed line at all.
+    The last batch counts as committed only if every one of its lines matches its hash and
+    links to the line before (a crash can persist a batch's last page and lose an earlier
+    one). ``need_more`` asks for a window reaching further back; ``last_hash`` is None when
+    the segment holds no committed line at all.
     """
     size = len(data)
     cut = data.rfind(b"\n") + 1
     torn = cut < size
-    pos, skipped, unreadable = cut, 0, False
-    while pos > 0:
-        start = data.rfind(b"\n", 0, pos - 1) + 1
-        if start == 0 and read_at > 0:
-            return TailScan(read_at, None, None, need_more=True)
-        check = check_line(data[start:pos])
+    spans = _line_spans(data, cut)
+    if read_at > 0 and spans and spans[0][0] == 0:
+        spans = spans[1:]  # the first line may begin before the window
+    skipped, unreadable = 0, False
+    index = len(spans) - 1
+    while index >= 0:
+        start, end = spans[index]
+        check = check_line(data[start:end])
         if check.ok and check.commit:
-            if pos == size:
-                return TailScan(read_at + pos, check.hash, None)
-            return TailScan(
-                read_at + pos,
-                check.hash,
-                BadTail(read_at + pos, data[pos:], skipped, _reason(torn, skipped, unreadable)),
-            )
+            first = _batch_start(data, spans, index)
+            if first is None:
+                if read_at > 0:
+                    return TailScan(read_at, None, None, need_more=True)
+                first = 0  # the batch starts the segment
+            if first >= 0:
+                if end == size:
+                    return TailScan(read_at + end, check.hash, None)
+                reason = _reason(torn, skipped, unreadable)
+                return TailScan(
+                    read_at + end, check.hash, BadTail(read_at + end, data[end:], skipped, reason)
+                )
+            # A damaged batch: everything after the batch before it is set aside.
+            unreadable = True
+            skipped += 1
+            index -= 1
+            continue
         unreadable = unreadable or not check.ok
         skipped += 1
-        pos = start
+        index -= 1
+    if read_at > 0:
+        return TailScan(read_at, None, None, need_more=True)
     if size == 0:
-        return TailScan(read_at, None, None)
-    return TailScan(
-        read_at, None, BadTail(read_at, data, skipped, _reason(torn, skipped, unreadable))
-    )
+        return TailScan(0, None, None)
+    return TailScan(0, None, BadTail(0, data, skipped, _reason(torn, skipped, unreadable)))
+
+
+def _line_spans(data: bytes, cut: int) -> list[tuple[int, int]]:
+    spans, start = [], 0
+    while start < cut:
+        end = data.index(b"\n", start) + 1
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+def _batch_start(data: bytes, spans: list[tuple[int, int]], last: int) -> int | None:
+    """Check the batch ending at line ``last``: its first line's index if intact, -1 if damaged,
+    None if it reaches the start of ``data`` (its beginning may lie before the window)."""
+    later = check_line(data[slice(*spans[last])])
+    index = last - 1
+    while index >= 0:
+        check = check_line(data[slice(*spans[index])])
+        if not check.ok or check.hash != later.prev_hash:
+            return -1
+        if check.commit:
+            return index + 1  # the previous batch's commit line links to this batch
+        later = check
+        index -= 1
+    return None
 
 
 def _reason(torn: bool, complete_lines: int, unreadable: bool) -> str:

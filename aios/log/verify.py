@@ -8,17 +8,20 @@ found it so and recorded a ``log.truncated`` event).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from aios.log.head import read_head
+from aios.locking import file_lock
+from aios.log.head import Head, head_path, read_head
 from aios.log.line_format import GENESIS_HASH, check_line
 from aios.log.segments import Segment, list_segments
 from aios.log.writer import head_problem
 
-_TRUNCATED = b'"type":"log.truncated"'
+# The event's own type is its last key, right before the chain trailer; a payload holding the
+# same words cannot produce this byte sequence.
+_TRUNCATED = b',"type":"log.truncated","commit":'
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,14 @@ class VerifyReport:
 def verify_log(
     directory: Path, *, progress: Callable[[int, int], None] | None = None
 ) -> VerifyReport:
-    """Check the whole chain in ``directory``; ``progress(bytes_done, bytes_total)`` if given."""
-    segments = list_segments(directory)
+    """Check the whole chain in ``directory``; ``progress(bytes_done, bytes_total)`` if given.
+
+    Safe on a live log: HEAD, the segment list and their sizes are read together under the
+    writers' lock, and only those bytes are checked (what is appended meanwhile is not).
+    """
+    head, segments, sizes = _snapshot(directory)
     report = VerifyReport(ok=True, segments=len(segments))
-    total = sum(_size(s) for s in segments)
+    total = sum(sizes.values())
     expected = GENESIS_HASH
     if segments and segments[0].seq != 1:
         return _broken(
@@ -81,8 +88,9 @@ def verify_log(
         last_segment = index == len(segments) - 1
         open_batch = False
         number = 0
+        limit = sizes[segment.name]
         with segment.path.open("rb") as handle:  # streamed: memory stays flat on big segments
-            for number, body in enumerate(handle, start=1):
+            for number, body in enumerate(_lines_upto(handle, limit), start=1):
                 if not body.endswith(b"\n"):
                     return _broken(
                         report,
@@ -133,7 +141,6 @@ def verify_log(
         if progress is not None:
             progress(report.bytes, total)
     report.last_hash = expected
-    head = read_head(directory / "HEAD")
     if head is None:
         if segments:
             report.notes.append(
@@ -157,6 +164,28 @@ def _broken(
         segment.name if segment else "(no segments)", line, kind, detail
     )
     return report
+
+
+def _snapshot(directory: Path) -> tuple[Head | None, list[Segment], dict[str, int]]:
+    """HEAD, the segments and their sizes, taken while no writer is in the middle of a batch."""
+    if not directory.is_dir():
+        return read_head(head_path(directory)), [], {}
+    with file_lock(directory / ".lock"):
+        head = read_head(head_path(directory))
+        segments = list_segments(directory)
+        return head, segments, {s.name: _size(s) for s in segments}
+
+
+def _lines_upto(handle: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The lines of ``handle`` within its first ``limit`` bytes."""
+    done = 0
+    for line in handle:
+        if done + len(line) > limit:
+            if done < limit:
+                yield line[: limit - done]
+            return
+        done += len(line)
+        yield line
 
 
 def _size(segment: Segment) -> int:

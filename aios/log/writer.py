@@ -19,7 +19,7 @@ from pathlib import Path
 from aios.errors import LogError
 from aios.event import Event, Severity
 from aios.locking import file_lock
-from aios.log.head import Head, read_head, write_head
+from aios.log.head import Head, head_path, read_head, write_head
 from aios.log.line_format import (
     GENESIS_HASH,
     HASH_TAIL,
@@ -59,6 +59,7 @@ class EventLogWriter:
         self.directory = directory
         self.segment_max_bytes = segment_max_bytes
         self.lock = file_lock(directory / ".lock")
+        self.head_path = head_path(directory)
         self._tail: _Tail | None = None
         self._head_fd: int | None = None
         self._notices: list[Event] = []
@@ -100,7 +101,7 @@ class EventLogWriter:
         tail = self._tail
         if tail is not None:
             st = os.fstat(tail.fd)
-            fresh = segments and tail.segment == segments[-1]
+            fresh = segments and tail.segment == segments[-1] and st.st_nlink > 0
             if not fresh or st.st_ino != tail.inode or st.st_size != tail.size:
                 self._forget_tail()
                 tail = None
@@ -111,7 +112,14 @@ class EventLogWriter:
         return tail
 
     def _open(self, segments: list[Segment]) -> _Tail:
-        """Open the newest segment (creating the first), repair it and check HEAD."""
+        """Open the newest segment (creating the first), check HEAD, then repair its tail.
+
+        HEAD is checked before anything is written: a repair would move HEAD, and a log cut
+        short must be recorded as truncated, not mistaken for a crashed writer's leftovers.
+        """
+        head = read_head(self.head_path)
+        problem = head_problem(head, segments) if head is not None else None
+        self._record_pending_quarantines(segments)
         if not segments:
             tail = self._rotate(GENESIS_HASH)
         else:
@@ -124,7 +132,8 @@ class EventLogWriter:
             self._tail = tail
             if scan.bad is not None:
                 self._quarantine(tail, scan.bad)
-        self._check_head(tail, segments)
+        if head is not None and problem is not None:
+            self._record_truncation(tail, head, problem)
         return tail
 
     def _previous_hash(self, segment: Segment, segments: list[Segment]) -> str:
@@ -136,11 +145,18 @@ class EventLogWriter:
         return GENESIS_HASH
 
     def _quarantine(self, tail: _Tail, bad: BadTail) -> None:
+        """Move a bad tail to quarantine/, cut it off, and record it.
+
+        The copy is named ``.pending`` until ``log.repaired`` is in the log, so a crash in
+        between is noticed (and recorded) by the next writer.
+        """
         qdir = self.directory / "quarantine"
         qdir.mkdir(exist_ok=True)
+        for stale in qdir.glob(f"{tail.segment.path.stem}.{bad.offset}.*.pending"):
+            stale.unlink()  # a repair of these same bytes that crashed before cutting them off
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        qpath = qdir / f"{tail.segment.path.stem}.{bad.offset}.{stamp}.bad"
-        with qpath.open("xb") as handle:
+        pending = qdir / f"{tail.segment.path.stem}.{bad.offset}.{stamp}.pending"
+        with pending.open("xb") as handle:
             handle.write(bad.data)
             handle.flush()
             os.fsync(handle.fileno())
@@ -148,30 +164,56 @@ class EventLogWriter:
         os.ftruncate(tail.fd, bad.offset)
         os.fsync(tail.fd)
         tail.size = bad.offset
+        self._record_repair(tail, pending, bad.offset, bad.complete_lines, bad.reason)
+
+    def _record_repair(
+        self, tail: _Tail, pending: Path, offset: int, lines: int | None, reason: str
+    ) -> None:
+        final = pending.with_suffix(".bad")
+        segment = pending.name.split(".", 1)[0] + ".jsonl"
         self._notice(
             tail,
             Event(
                 type="log.repaired",
                 source="aios.log",
                 severity=Severity.MEDIUM,
-                labels={"segment": tail.segment.name},
+                labels={"segment": segment},
                 payload={
-                    "segment": tail.segment.name,
-                    "offset": bad.offset,
-                    "bytes": len(bad.data),
-                    "complete_lines": bad.complete_lines,
-                    "reason": bad.reason,
-                    "quarantine": str(qpath.relative_to(self.directory)),
+                    "segment": segment,
+                    "offset": offset,
+                    "bytes": pending.stat().st_size,
+                    "complete_lines": lines,
+                    "reason": reason,
+                    "quarantine": str(final.relative_to(self.directory)),
                 },
             ),
         )
+        pending.rename(final)
+        _fsync_dir(pending.parent)
 
-    def _check_head(self, tail: _Tail, segments: list[Segment]) -> None:
-        """Record a ``log.truncated`` event if the log ends before HEAD says it did."""
-        head = read_head(self.directory / "HEAD")
-        problem = head_problem(head, segments) if head is not None else None
-        if head is None or problem is None:
+    def _record_pending_quarantines(self, segments: list[Segment]) -> None:
+        """Record repairs that a crashed writer finished cutting but never logged."""
+        qdir = self.directory / "quarantine"
+        if not qdir.is_dir():
             return
+        sizes = {s.path.stem: s.path.stat().st_size for s in segments}
+        for pending in sorted(qdir.glob("*.pending")):
+            stem, offset_text = pending.name.split(".")[:2]
+            if sizes.get(stem, 0) > int(offset_text):
+                pending.unlink()  # the bytes are still in the segment: the repair starts over
+                continue
+            if not segments:
+                continue
+            tail = self._tail or self._rotate(GENESIS_HASH)
+            self._record_repair(
+                tail,
+                pending,
+                int(offset_text),
+                None,
+                "set aside by a writer that stopped before recording it",
+            )
+
+    def _record_truncation(self, tail: _Tail, head: Head, problem: str) -> None:
         self._notice(
             tail,
             Event(
@@ -221,8 +263,18 @@ class EventLogWriter:
                 view = view[written:]
             os.fdatasync(tail.fd)
         except OSError as exc:
-            # A partial batch has no commit line, so readers ignore it and the next
-            # writer quarantines it; the chain state stays where it was.
+            # Whatever reached the file is cut off again, so a caller that retries after this
+            # error never finds the batch twice; if even that fails, the next writer's repair
+            # sets aside an unfinished batch, but a complete one would stand.
+            try:
+                os.ftruncate(tail.fd, tail.size)
+                os.fsync(tail.fd)
+            except OSError as undo:
+                self._forget_tail()
+                raise LogError(
+                    f"cannot append to {tail.segment.path} ({exc}), nor cut the failed write "
+                    f"off again ({undo}); a retry may store the batch twice"
+                ) from exc
             self._forget_tail()
             raise LogError(f"cannot append to {tail.segment.path}: {exc}") from exc
         tail.size += len(data)
@@ -230,10 +282,11 @@ class EventLogWriter:
         self._write_head(Head(tail.segment.name, tail.size, tail.last_hash))
 
     def _write_head(self, head: Head) -> None:
+        if self._head_fd is not None and os.fstat(self._head_fd).st_nlink == 0:
+            os.close(self._head_fd)  # deleted under us: write a new one
+            self._head_fd = None
         if self._head_fd is None:
-            self._head_fd = os.open(
-                self.directory / "HEAD", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-            )
+            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         write_head(self._head_fd, head)
 
     def _forget_tail(self) -> None:

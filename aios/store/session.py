@@ -2,12 +2,13 @@
 
 DuckDB admits one writing process at a time, and a read-only connection fails while another
 process writes, so every process takes an inter-process lock first and never keeps the
-connection open beyond the ``with`` block. Nested use in one thread shares the connection.
+connection open beyond the ``with`` block. Nested use in one thread or asyncio task shares the
+connection.
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -18,7 +19,11 @@ from aios.home import HomePaths
 from aios.locking import file_lock
 from aios.store.sync import SyncReport, sync
 
-_open = threading.local()
+# Connections open in this context (thread or asyncio task): nested use shares one, while
+# another task gets its own connection.
+_open: contextvars.ContextVar[dict[str, duckdb.DuckDBPyConnection]] = contextvars.ContextVar(
+    "aios_open_stores"
+)
 
 
 @contextmanager
@@ -36,7 +41,7 @@ def open_store(
     """
     paths = paths or HomePaths.current()
     key = str(paths.duckdb)
-    held: dict[str, duckdb.DuckDBPyConnection] = _open.__dict__.setdefault("cons", {})
+    held = _open.get({})
     if key in held:
         yield held[key]
         return
@@ -46,7 +51,7 @@ def open_store(
             con = duckdb.connect(key)
         except duckdb.Error as exc:
             raise StoreError(f"cannot open {paths.duckdb}: {exc}") from exc
-        held[key] = con
+        token = _open.set({**held, key: con})
         try:
             if sync_first:
                 result = sync(con, paths.events, progress=progress)
@@ -54,11 +59,11 @@ def open_store(
                     report.__dict__.update(result.__dict__)
             yield con
         finally:
-            del held[key]
+            _open.reset(token)
             con.close()
 
 
 def store_is_open(paths: HomePaths | None = None) -> bool:
-    """Whether this thread is inside ``open_store`` for that home."""
+    """Whether this thread or task is inside ``open_store`` for that home."""
     paths = paths or HomePaths.current()
-    return str(paths.duckdb) in _open.__dict__.get("cons", {})
+    return str(paths.duckdb) in _open.get({})
