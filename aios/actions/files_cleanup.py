@@ -1,0 +1,281 @@
+"""``files.cleanup``: remove old files matching globs from directories under the allowed roots.
+
+Directories are walked through descriptors without following any symlink; symlinks and
+hard-linked files are left alone. The oldest files go first, up to ``max_bytes`` and
+``max_files``. With ``trash: true`` (the default) each file is gzip-compressed into
+``$AIOS_HOME/trash/<remediation>/`` before it is unlinked (logs shrink about tenfold, so space
+is freed at once), and a rollback puts every file back with its mode and times; the trash is
+kept until ``[reactor] trash_retention`` passes. ``trash: false`` deletes for good: it cannot be
+undone and carries at least medium risk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gzip
+import hashlib
+import os
+import shutil
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from aios.actions.base import (
+    ActionContext,
+    ActionError,
+    ActionPlan,
+    ActionSpec,
+    ConfinementError,
+    IrreversibleError,
+    Risk,
+    render,
+)
+from aios.actions.confine import open_dir, open_file, open_parent
+from aios.durations import Duration
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: str
+    size: int
+    mtime: float
+    inode: int
+    device: int
+
+
+class FilesCleanup(ActionSpec):
+    """Remove files matching ``patterns`` under ``paths`` older than ``older_than``."""
+
+    type: Literal["files.cleanup"] = "files.cleanup"
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Directories under allowed_roots (default: every allowed root).",
+    )
+    patterns: list[str] = Field(default=["*"], description="File-name globs, e.g. *.log.")
+    older_than: Duration | None = Field(default=None, description="Only files older than this.")
+    recursive: bool = Field(default=True, description="Walk subdirectories too.")
+    max_bytes: int | None = Field(default=None, ge=1, description="Stop after this many bytes.")
+    max_files: int = Field(default=10_000, ge=1, description="Stop after this many files.")
+    trash: bool = Field(
+        default=True, description="Keep compressed copies so a rollback can restore them."
+    )
+
+    def floor(self) -> Risk:
+        return Risk.LOW if self.trash else Risk.MEDIUM
+
+    def is_reversible(self) -> bool:
+        return self.trash
+
+    def choose(self, ctx: ActionContext) -> tuple[list[Candidate], list[str]]:
+        """Files to remove (oldest first, within the caps) and notes on what was passed over."""
+        cutoff = time.time() - self.older_than.total_seconds() if self.older_than else None
+        found: list[Candidate] = []
+        notes: list[str] = []
+        directories = [str(render(raw, ctx.event)) for raw in self.paths] or [
+            str(root) for root in ctx.allowed_roots
+        ]
+        if not directories:
+            raise ActionError("files.cleanup: no paths given and no allowed roots configured")
+        for directory in directories:
+            with open_dir(directory, ctx.allowed_roots) as fd:
+                self._walk(fd, Path(os.path.normpath(directory)), cutoff, found, notes)
+        unique = {(c.device, c.inode): c for c in found}  # overlapping paths: count once
+        found = sorted(unique.values(), key=lambda c: c.mtime)
+        chosen: list[Candidate] = []
+        total = 0
+        for candidate in found:
+            if len(chosen) >= self.max_files:
+                break
+            if self.max_bytes is not None and total + candidate.size > self.max_bytes and chosen:
+                break
+            chosen.append(candidate)
+            total += candidate.size
+        return chosen, notes
+
+    def _walk(
+        self,
+        dir_fd: int,
+        where: Path,
+        cutoff: float | None,
+        found: list[Candidate],
+        notes: list[str],
+    ) -> None:
+        with os.scandir(dir_fd) as entries:
+            items = list(entries)
+        for entry in items:
+            path = where / entry.name
+            if entry.is_symlink():
+                notes.append(f"skipped symlink {path}")
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                if self.recursive:
+                    try:
+                        child = open_file(dir_fd, entry.name, os.O_RDONLY | os.O_DIRECTORY)
+                    except (ConfinementError, OSError) as exc:
+                        notes.append(f"skipped {path}: {exc}")
+                        continue
+                    try:
+                        self._walk(child, path, cutoff, found, notes)
+                    finally:
+                        os.close(child)
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if not any(fnmatch.fnmatchcase(entry.name, p) for p in self.patterns):
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if cutoff is not None and info.st_mtime >= cutoff:
+                continue
+            if info.st_nlink > 1:
+                notes.append(f"skipped hard-linked {path}")
+                continue
+            found.append(
+                Candidate(str(path), info.st_size, info.st_mtime, info.st_ino, info.st_dev)
+            )
+
+    def plan(self, ctx: ActionContext) -> ActionPlan:
+        chosen, notes = self.choose(ctx)
+        total = sum(c.size for c in chosen)
+        how = "move to the trash (compressed)" if self.trash else "delete for good"
+        return ActionPlan(
+            self.type,
+            f"{how} {len(chosen)} file(s), {total} bytes",
+            targets=[c.path for c in chosen],
+            reversible=self.trash,
+            risk=self.floor(),
+            details={"files": [c.path for c in chosen], "bytes": total, "notes": notes[:50]},
+        )
+
+    def execute(self, ctx: ActionContext) -> dict[str, Any]:
+        chosen, notes = self.choose(ctx)
+        trash_dir = ctx.paths.root / "trash" / ctx.remediation_id / str(ctx.index)
+        removed: list[dict[str, Any]] = []
+        for number, candidate in enumerate(chosen):
+            record = self._remove(candidate, ctx, trash_dir, number)
+            if record is None:
+                notes.append(f"skipped {candidate.path}: changed or gone since it was chosen")
+                continue
+            removed.append(record)
+        return {
+            "trash": self.trash,
+            "irreversible": not self.trash,
+            "removed": removed,
+            "bytes": sum(r["size"] for r in removed),
+            "notes": notes[:50],
+        }
+
+    def _remove(
+        self, candidate: Candidate, ctx: ActionContext, trash_dir: Path, number: int
+    ) -> dict[str, Any] | None:
+        try:
+            with open_parent(candidate.path, ctx.allowed_roots) as (dir_fd, name):
+                return self._remove_in(candidate, dir_fd, name, trash_dir, number)
+        except (ConfinementError, OSError):
+            return None  # its directory vanished or was swapped since it was chosen
+
+    def _remove_in(
+        self, candidate: Candidate, dir_fd: int, name: str, trash_dir: Path, number: int
+    ) -> dict[str, Any] | None:
+        try:
+            fd = open_file(dir_fd, name)
+        except (ConfinementError, FileNotFoundError):
+            return None
+        try:
+            info = os.fstat(fd)
+            if (info.st_ino, info.st_dev) != (candidate.inode, candidate.device) or (
+                not stat.S_ISREG(info.st_mode) or info.st_nlink > 1
+            ):
+                return None  # not the file that was chosen
+            digest = hashlib.sha256()
+            kept = None
+            if self.trash:
+                kept = trash_dir / f"{number}-{name}.gz"
+                _keep_compressed(fd, kept, digest)
+            os.unlink(name, dir_fd=dir_fd)
+            os.fsync(dir_fd)
+        finally:
+            os.close(fd)
+        return {
+            "path": candidate.path,
+            "size": info.st_size,
+            "mode": stat.S_IMODE(info.st_mode),
+            "atime": info.st_atime,
+            "mtime": info.st_mtime,
+            "sha256": digest.hexdigest() if self.trash else None,
+            "kept": str(kept) if kept else None,
+        }
+
+    def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
+        if not undo.get("trash"):
+            raise IrreversibleError(
+                f"{len(undo.get('removed', []))} file(s) were deleted for good (trash: false)"
+            )
+        restored, conflicts = [], []
+        for record in undo.get("removed", []):
+            with open_parent(record["path"], ctx.allowed_roots) as (dir_fd, name):
+                tmp = f".{name}.aios-restore-{os.getpid()}"
+                fd = open_file(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.fchmod(fd, record["mode"])  # exactly, whatever the umask
+                digest = hashlib.sha256()
+                with gzip.open(record["kept"], "rb") as source, os.fdopen(fd, "wb") as out:
+                    while chunk := source.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                if digest.hexdigest() != record["sha256"]:
+                    os.unlink(tmp, dir_fd=dir_fd)
+                    raise ActionError(f"the trash copy of {record['path']} is damaged")
+                os.utime(tmp, (record["atime"], record["mtime"]), dir_fd=dir_fd)
+                try:
+                    os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # never overwrites
+                except FileExistsError:
+                    conflicts.append(record["path"])
+                    os.unlink(tmp, dir_fd=dir_fd)
+                    continue
+                os.unlink(tmp, dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            restored.append(record["path"])
+        if conflicts:
+            raise ActionError(
+                f"restored {len(restored)} file(s); {len(conflicts)} name(s) are taken by new "
+                f"files and were left alone (copies stay in the trash): {conflicts[:5]}"
+            )
+        return f"restored {len(restored)} file(s) from the trash with their modes and times"
+
+
+def _keep_compressed(fd: int, kept: Path, digest: Any) -> None:
+    """Write a gzip copy of open file ``fd`` to ``kept`` (owner-only), fsync'd."""
+    _private_dirs(kept.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.dup(fd), "rb") as source, os.fdopen(os.open(kept, flags, 0o600), "wb") as raw:
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as out:
+            while chunk := source.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _private_dirs(path: Path) -> None:
+    """Create ``path`` and make it and its trash parents readable by the owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for directory in (path, path.parent, path.parent.parent):
+        directory.chmod(0o700)
+
+
+def purge_trash(trash_root: Path, older_than_s: float) -> int:
+    """Remove remediation trash directories older than ``older_than_s``; returns how many."""
+    if not trash_root.is_dir():
+        return 0
+    cutoff = time.time() - older_than_s
+    purged = 0
+    for entry in trash_root.iterdir():
+        if entry.is_dir() and not entry.is_symlink() and entry.stat().st_mtime < cutoff:
+            shutil.rmtree(entry)
+            purged += 1
+    return purged

@@ -1,0 +1,333 @@
+"""Verify probes and expectations: did the remediation work?
+
+A probe reads one number (or value) from the machine, a file or the event log; an expectation
+(``<70``, ``<=70``, ``>5``, ``==3``, ``!=0``, ``10..20``, or a plain value meaning ``==``) says
+what it should be. ``poll`` waits ``after``, then reads every ``interval`` until the
+expectation holds or ``within`` runs out.
+
+Probes: ``cpu_usage`` and ``memory_usage`` (percent), ``disk_usage`` (percent, ``path``),
+``process_count`` (``pattern``), ``process_memory_mb`` (``pattern``), ``file_value`` (``file``,
+``key``; under the allowed roots) and ``event_absent`` (events of ``type`` since the actions
+ran; expect ``==0``). The seed's checks ``cpu_below_threshold`` and friends map onto these.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aios.event import Event
+
+
+class ProbeError(Exception):
+    """A probe could not take a reading (the reading is then a failure, with this reason)."""
+
+
+# ---------------------------------------------------------------- expectations
+_EXPECT = re.compile(r"^\s*(<=|>=|==|!=|<|>)?\s*(.+?)\s*$")
+_RANGE = re.compile(r"^\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*$")
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A parsed expectation; ``holds(value)`` tests a reading."""
+
+    text: str
+    op: str
+    target: Any
+    high: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | float | int) -> Expectation:
+        if isinstance(text, bool):
+            return cls(str(text).lower(), "==", text)
+        if isinstance(text, int | float):
+            return cls(f"=={text}", "==", float(text))
+        ranged = _RANGE.match(text)
+        if ranged:
+            low, high = float(ranged.group(1)), float(ranged.group(2))
+            if low > high:
+                raise ValueError(f"expectation {text!r}: the range is empty")
+            return cls(text, "..", low, high)
+        match = _EXPECT.match(text)
+        if not match or not match.group(2):
+            raise ValueError(f"expectation {text!r} is not like <70, >=5, ==3, 10..20")
+        op = match.group(1) or "=="
+        raw = match.group(2)
+        number = _as_number(raw)
+        if op in ("<", "<=", ">", ">=") and number is None:
+            raise ValueError(f"expectation {text!r}: {op} needs a number")
+        if number is None and raw.lower() in ("true", "false"):
+            return cls(text, op, raw.lower() == "true")
+        return cls(text, op, number if number is not None else raw.strip("'\""))
+
+    def holds(self, value: Any) -> bool:
+        if self.op == "..":
+            number = _numeric(value)
+            return number is not None and self.target <= number <= (self.high or 0.0)
+        if self.op in ("==", "!="):
+            equal = _same(value, self.target)
+            return equal if self.op == "==" else not equal
+        number = _numeric(value)
+        if number is None:
+            return False
+        target = float(self.target)
+        if self.op == "<":
+            return number < target
+        if self.op == "<=":
+            return number <= target
+        if self.op == ">":
+            return number > target
+        return number >= target
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        return _as_number(value)
+    return None
+
+
+def _same(value: Any, target: Any) -> bool:
+    if isinstance(target, bool) or isinstance(value, bool):
+        return bool(value is target or value == target)
+    a, b = _numeric(value), _numeric(target)
+    if a is not None and b is not None:
+        return a == b
+    return str(value) == str(target)
+
+
+# ---------------------------------------------------------------------- probes
+@dataclass
+class ProbeContext:
+    """What probes may use."""
+
+    allowed_roots: tuple[Path, ...] = ()
+    read_events_since: Callable[[], list[Event]] | None = None  # events after the actions
+
+
+@dataclass(frozen=True)
+class ProbeDef:
+    name: str
+    read: Callable[[dict[str, Any], ProbeContext], Any]
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    unit: str = ""
+    description: str = ""
+
+
+def _cpu(params: dict[str, Any], ctx: ProbeContext) -> float:
+    return float(psutil.cpu_percent(interval=float(params.get("sample", 1.0))))
+
+
+def _memory(params: dict[str, Any], ctx: ProbeContext) -> float:
+    return float(psutil.virtual_memory().percent)
+
+
+def _disk(params: dict[str, Any], ctx: ProbeContext) -> float:
+    try:
+        return float(psutil.disk_usage(str(params["path"])).percent)
+    except OSError as exc:
+        raise ProbeError(f"disk_usage {params['path']}: {exc.strerror}") from None
+
+
+def _matching(pattern: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        name = proc.info.get("name") or ""
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(cmdline, pattern):
+            found.append(proc)
+    return found
+
+
+def _process_count(params: dict[str, Any], ctx: ProbeContext) -> int:
+    return sum(1 for proc in _matching(str(params["pattern"])) if proc.is_running())
+
+
+def _process_memory(params: dict[str, Any], ctx: ProbeContext) -> float:
+    total = 0.0
+    for proc in _matching(str(params["pattern"])):
+        try:
+            total += proc.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    return round(total, 1)
+
+
+def _file_value(params: dict[str, Any], ctx: ProbeContext) -> Any:
+    from aios.actions.base import ActionError
+    from aios.actions.config_formats import detect_format, get_key, parse
+    from aios.actions.confine import open_file, open_parent, read_all
+
+    path = str(params["file"])
+    try:
+        with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
+            import os
+
+            fd = open_file(dir_fd, name)
+            try:
+                raw = read_all(fd)
+            finally:
+                os.close(fd)
+        document = parse(
+            raw.decode("utf-8"), detect_format(path, params.get("format", "auto")), path
+        )
+        return get_key(document, str(params["key"]))
+    except (ActionError, OSError, UnicodeDecodeError) as exc:
+        raise ProbeError(f"file_value {path}: {exc}") from None
+
+
+def _event_absent(params: dict[str, Any], ctx: ProbeContext) -> int:
+    if ctx.read_events_since is None:
+        raise ProbeError("event_absent needs the event log")
+    pattern = str(params["type"])
+    labels = params.get("labels") or {}
+    return sum(
+        1
+        for event in ctx.read_events_since()
+        if fnmatch.fnmatchcase(event.type, pattern)
+        and all(event.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+PROBES: dict[str, ProbeDef] = {
+    probe.name: probe
+    for probe in (
+        ProbeDef("cpu_usage", _cpu, (), ("sample",), "%", "total CPU use, sampled"),
+        ProbeDef("memory_usage", _memory, (), (), "%", "memory in use"),
+        ProbeDef("disk_usage", _disk, ("path",), (), "%", "use of the filesystem holding path"),
+        ProbeDef("process_count", _process_count, ("pattern",), (), "", "matching processes"),
+        ProbeDef(
+            "process_memory_mb",
+            _process_memory,
+            ("pattern",),
+            (),
+            "MB",
+            "RSS of matching processes",
+        ),
+        ProbeDef("file_value", _file_value, ("file", "key"), ("format",), "", "a key in a file"),
+        ProbeDef(
+            "event_absent",
+            _event_absent,
+            ("type",),
+            ("labels",),
+            "events",
+            "matching events since the actions ran",
+        ),
+    )
+}
+
+# The seed's checks: name -> (probe, comparison against the given threshold).
+SEED_CHECKS = {
+    "cpu_below_threshold": ("cpu_usage", "<"),
+    "cpu_above_threshold": ("cpu_usage", ">"),
+    "memory_below_threshold": ("memory_usage", "<"),
+    "memory_above_threshold": ("memory_usage", ">"),
+    "disk_below_threshold": ("disk_usage", "<"),
+    "disk_above_threshold": ("disk_usage", ">"),
+}
+
+
+def check_params(probe: str, params: dict[str, Any]) -> None:
+    """Raise ValueError for an unknown probe, a missing parameter or an unknown one."""
+    definition = PROBES.get(probe)
+    if definition is None:
+        raise ValueError(f"unknown probe {probe!r} (known: {', '.join(PROBES)})")
+    missing = [name for name in definition.required if name not in params]
+    if missing:
+        raise ValueError(f"probe {probe} needs {', '.join(missing)}")
+    unknown = sorted(set(params) - set(definition.required) - set(definition.optional))
+    if unknown:
+        raise ValueError(f"probe {probe} does not take {', '.join(unknown)}")
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of polling a probe."""
+
+    passed: bool
+    probe: str
+    expect: str
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "probe": self.probe,
+            "expect": self.expect,
+            "readings": self.readings[-20:],
+            "reason": self.reason,
+        }
+
+
+def poll(
+    probe: str,
+    params: dict[str, Any],
+    expect: Expectation,
+    *,
+    after: float,
+    within: float,
+    interval: float,
+    ctx: ProbeContext,
+    sustained: bool = False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> VerifyResult:
+    """Read ``probe`` from ``after`` seconds on, every ``interval``, until ``within``.
+
+    By default it passes at the first reading that meets ``expect``; ``sustained`` passes only
+    if every reading until ``within`` meets it, and fails at the first that does not.
+    """
+    definition = PROBES[probe]
+    start = clock()
+    result = VerifyResult(False, probe, expect.text)
+    if after > 0:
+        sleep(after)
+    deadline = start + max(within, after)
+    while True:
+        taken = clock() - start
+        try:
+            value = definition.read(params, ctx)
+            ok = expect.holds(value)
+            result.readings.append({"t": round(taken, 2), "value": value, "ok": ok})
+            shown = f"{probe} = {value!r}{definition.unit}, expected {expect.text}"
+            if ok and not sustained:
+                result.passed, result.reason = True, shown
+                return result
+            if not ok and sustained:
+                result.reason = f"{shown}, at {taken:.1f}s"
+                return result
+            result.reason = (
+                f"{shown} throughout {within:g}s"
+                if sustained
+                else f"{probe} was {value!r}{definition.unit} (expected {expect.text}) "
+                f"until the deadline ({within:g}s)"
+            )
+        except ProbeError as exc:
+            result.readings.append({"t": round(taken, 2), "error": str(exc), "ok": False})
+            result.reason = str(exc)
+            if sustained:
+                return result
+        if clock() + interval > deadline:
+            result.passed = sustained and bool(result.readings) and result.readings[-1]["ok"]
+            return result
+        sleep(interval)
