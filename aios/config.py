@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +22,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from aios.durations import Duration
 from aios.errors import ConfigError
 from aios.home import HomePaths
 
@@ -55,6 +57,53 @@ class BusSettings(BaseModel):
     )
 
 
+def project_playbooks() -> Path:
+    """The playbooks shipped with AIOS (``<project>/playbooks``)."""
+    return Path(__file__).resolve().parent.parent / "playbooks"
+
+
+class ReactorSettingsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    playbook_dirs: list[Path] = Field(
+        default_factory=lambda: [project_playbooks()],
+        description="Where playbooks are loaded from (files or directories).",
+    )
+    allowed_roots: list[Path] = Field(
+        default_factory=list,
+        description="The only directories config.update, files.cleanup and file_value touch.",
+    )
+    protected_patterns: list[str] = Field(
+        default_factory=list,
+        description="Command-line globs of processes no action may ever touch.",
+    )
+    approval_timeout: Duration = Field(
+        default=timedelta(hours=1), description="An unanswered approval is denied after this."
+    )
+    trash_retention: Duration = Field(
+        default=timedelta(days=7), description="How long files.cleanup keeps removed files."
+    )
+
+    @field_validator("allowed_roots")
+    @classmethod
+    def _absolute(cls, roots: list[Path]) -> list[Path]:
+        for root in roots:
+            if not root.is_absolute():
+                raise ValueError(f"{root} is not an absolute path")
+            if root == Path("/"):
+                raise ValueError("/ cannot be an allowed root")
+        return roots
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    patterns: list[str] = Field(
+        default_factory=list,
+        description="Name or command-line globs of the managed agent processes.",
+    )
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -64,6 +113,8 @@ class AIOSConfig(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     bus: BusSettings = Field(default_factory=BusSettings)
+    reactor: ReactorSettingsModel = Field(default_factory=ReactorSettingsModel)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -147,7 +198,7 @@ def _line_of(text: str, loc: list[str]) -> int | None:
 
 def config_template() -> str:
     """The commented config.toml that ``aios init`` writes."""
-    return _TEMPLATE
+    return _TEMPLATE.replace("<project>/playbooks", str(project_playbooks()))
 
 
 _TEMPLATE = """\
@@ -163,4 +214,21 @@ segment_max_bytes = 67108864
 # Handlers that `aios events replay` delivers stored events to, e.g.
 # subscribers = [{ pattern = "task.*", handler = "mypackage.handlers:on_task" }]
 subscribers = []
+
+[reactor]
+# Where playbooks are loaded from (directories are searched for *.yaml, *.yml, *.json).
+playbook_dirs = ["<project>/playbooks"]
+# The only directories config.update and files.cleanup may touch (absolute paths).
+allowed_roots = []
+# Command-line globs of processes no action may touch (pid 1, AIOS itself and the Prefect
+# and Chroma servers are always protected).
+protected_patterns = []
+# An approval nobody answers is denied after this long.
+approval_timeout = "1h"
+# How long files.cleanup keeps removed files in $AIOS_HOME/trash for a rollback.
+trash_retention = "7d"
+
+[agents]
+# Name or command-line globs of the agent processes AIOS manages, e.g. ["*my_agent.py*"].
+patterns = []
 """

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from aios import __version__
-from aios.cli import doctor_cmd, events_cmd
+from aios.cli import doctor_cmd, events_cmd, playbooks_cmd
 from aios.cli.output import console, err_console, event_json, print_json
 from aios.errors import AIOSError, InputError
 
@@ -27,7 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(events_cmd.app, name="events")
+app.add_typer(playbooks_cmd.app, name="playbooks")
 app.command("doctor")(doctor_cmd.doctor)
+app.command("react")(playbooks_cmd.react)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,1 @@
+"""Playbooks: schema, conditions, loading (YAML, JSON, the seed form) and matching."""

@@ -1,0 +1,1 @@
+"""The reactor: playbooks applied to events, with approval, verify, rollback and breakers."""

@@ -1,0 +1,601 @@
+"""The reactor: match an event to playbooks, decide, act, verify, roll back; every step an event.
+
+For each playbook whose trigger matches (type, conditions, threshold), the reactor checks that
+it is enabled, not throttled and that its circuit breaker is closed; plans every action (the
+dry run); asks for approval when the effective risk is medium or high or ``auto_execute`` is
+off; claims the remediation (``remediation.started``, under an inter-process lock so two
+reactors never run the same one); runs the actions in order; polls the verify probe; and rolls
+back in reverse order when an action fails or the verify fails. A remediation without verify
+ends ``unverified``, never ``succeeded``.
+
+A remediation's id follows from the triggering event and the playbook, so running the same
+trigger again (a retried flow run) finds the actions already completed in the log and does not
+repeat them.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aios.actions.base import (
+    ActionContext,
+    ActionPlan,
+    ActionSpec,
+    IrreversibleError,
+    Risk,
+)
+from aios.bus import EventBus
+from aios.errors import AIOSError, InputError
+from aios.event import Event, Severity
+from aios.home import HomePaths
+from aios.locking import file_lock
+from aios.log import Cursor
+from aios.playbooks.matcher import PlaybookIndex
+from aios.playbooks.model import Playbook
+from aios.probes import ProbeContext, VerifyResult, poll
+from aios.reactor.approval import ApprovalRequest, Approver
+from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
+
+_NAMESPACE = uuid.UUID("8f6c2a52-5b7e-4c3e-9a61-0d3f1f6a2b10")
+
+
+def remediation_id(trigger: Event, playbook: Playbook) -> str:
+    """The id of the remediation ``playbook`` makes of ``trigger``: stable across reruns."""
+    return str(uuid.uuid5(_NAMESPACE, f"{trigger.id}/{playbook.id}"))
+
+
+@dataclass
+class ReactorSettings:
+    """What the reactor needs from the configuration."""
+
+    paths: HomePaths
+    allowed_roots: tuple[Path, ...] = ()
+    agent_patterns: tuple[str, ...] = ()
+    protected_patterns: tuple[str, ...] = ()
+    approval_timeout_s: float = 3600.0
+
+
+@dataclass
+class Outcome:
+    """What happened to one playbook for one event."""
+
+    playbook: str
+    status: str  # succeeded failed rolled_back unverified skipped waiting dry_run
+    reason: str = ""
+    remediation_id: str | None = None
+    risk: str | None = None
+    plan: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "playbook": self.playbook,
+            "status": self.status,
+            "reason": self.reason,
+            "remediation_id": self.remediation_id,
+            "risk": self.risk,
+            "plan": self.plan,
+        }
+
+
+class _Chain:
+    """Emits a remediation's events, each caused by the one before."""
+
+    def __init__(self, bus: EventBus, trigger: Event, labels: dict[str, str]) -> None:
+        self.bus = bus
+        self.trigger = trigger
+        self.labels = labels
+        self.last = trigger.id
+
+    def emit(
+        self, event_type: str, payload: dict[str, Any], severity: Severity = Severity.INFO
+    ) -> Event:
+        event = self.bus.emit(
+            event_type,
+            payload,
+            source=REACTOR_SOURCE,
+            severity=severity,
+            labels=self.labels,
+            correlation_id=self.trigger.id,
+            causation_id=self.last,
+        )
+        self.last = event.id
+        return event
+
+
+class Reactor:
+    """Processes events in log order against a set of playbooks."""
+
+    def __init__(
+        self,
+        index: PlaybookIndex,
+        bus: EventBus,
+        settings: ReactorSettings,
+        approver: Approver,
+        *,
+        dry_run: bool = False,
+        state: ReactorState | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        plan_actions: bool = True,
+    ) -> None:
+        self.index = index
+        self.bus = bus
+        self.settings = settings
+        self.approver = approver
+        self.dry_run = dry_run
+        self.state = state or ReactorState()
+        self.sleep = sleep
+        self.plan_actions = plan_actions
+        self.lock = file_lock(settings.paths.root / "reactor.lock")
+        self._seen: set[str] = set()
+        self._cursor: Cursor | None = None
+
+    # --------------------------------------------------------------- state
+    def warm_up(self, events: Iterable[Event]) -> None:
+        """Rebuild state from history (the window before the first event to process)."""
+        for event in events:
+            self._observe(event)
+            if event.source == REACTOR_SOURCE:
+                continue
+            for playbook in self.index.match(event):
+                if playbook.trigger.threshold is not None:
+                    self.state.count_match(playbook, event)
+
+    def _observe(self, event: Event) -> None:
+        if event.source == REACTOR_SOURCE and event.id not in self._seen:
+            self._seen.add(event.id)
+            self.state.observe(event)
+
+    def _refresh(self) -> None:
+        """Take in reactor events other processes appended since we last looked."""
+        if self._cursor is None:
+            self._cursor = self.bus.log.end()
+            return
+        for event, after in self.bus.log.read(cursor=self._cursor):
+            self._observe(event)
+            self._cursor = after
+
+    def start_following(self, cursor: Cursor) -> None:
+        """Observe the log's reactor events from ``cursor`` on before each decision."""
+        self._cursor = cursor
+
+    # ------------------------------------------------------------ processing
+    def process(self, event: Event) -> list[Outcome]:
+        """Handle one event; returns what happened for each matching playbook."""
+        self._observe(event)
+        if event.source == REACTOR_SOURCE:
+            return []  # the reactor never reacts to its own steps
+        outcomes = []
+        for playbook in self.index.match(event):
+            try:
+                outcomes.append(self._handle(playbook, event))
+            except AIOSError as exc:  # a remediation that cannot proceed must not stop the rest
+                outcomes.append(Outcome(playbook.id, "failed", str(exc)))
+        return outcomes
+
+    def _handle(self, playbook: Playbook, trigger: Event) -> Outcome:
+        reached, count, group = self.state.count_match(playbook, trigger)
+        if not reached:
+            threshold = playbook.trigger.threshold
+            assert threshold is not None
+            return Outcome(
+                playbook.id,
+                "waiting",
+                f"{count} of {threshold.count} events within {threshold.within} ({group})",
+            )
+        rid = remediation_id(trigger, playbook)
+        target = target_key(trigger, playbook)
+        labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
+        chain = _Chain(self.bus, trigger, labels)
+        risk = playbook.effective_risk()
+        base = {"remediation_id": rid, "playbook": playbook.id, "target": target}
+
+        def skipped(reason: str, detail: str, **extra: Any) -> Outcome:
+            chain.emit("playbook.skipped", {**base, "reason": reason, "detail": detail, **extra})
+            return Outcome(
+                playbook.id,
+                "skipped" if reason != "dry_run" else "dry_run",
+                f"{reason}: {detail}",
+                rid,
+                risk.value,
+                extra.get("plan", []),
+            )
+
+        if not playbook.enabled:
+            return skipped("disabled", "the playbook is disabled")
+        with self.lock:
+            self._refresh()
+            record = self.state.record(rid)
+            if record is not None and record.finished:
+                return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
+            resuming = record is not None
+            if not resuming:
+                throttled, throttle_group, last = self.state.throttled(playbook, trigger)
+                if throttled:
+                    return skipped(
+                        "throttled", f"fired for {throttle_group} at {last:%Y-%m-%d %H:%M:%S}Z"
+                    )
+                breaker = self.state.breaker(playbook, target, trigger.time)
+                if breaker.open:
+                    return skipped("breaker_open", breaker.reason, breaker=breaker.to_dict())
+                flapping = self._flapping(playbook, target, trigger, chain)
+                if flapping:
+                    return skipped("breaker_open", flapping, breaker={"flapping": True})
+            else:
+                breaker = self.state.breaker(playbook, target, trigger.time)
+        contexts = [self._context(trigger, rid, i) for i in range(len(playbook.actions))]
+        try:
+            plans = (
+                [a.plan(ctx) for a, ctx in zip(playbook.actions, contexts, strict=True)]
+                if self.plan_actions
+                else [unplanned(a) for a in playbook.actions]
+            )
+        except (AIOSError, OSError) as exc:
+            return skipped("plan_failed", f"could not plan the actions: {exc}")
+        plan_dicts = [p.to_dict() for p in plans]
+        explanation = self.index.explain(playbook.id, trigger)
+        chain.emit(
+            "playbook.matched",
+            {
+                **base,
+                "risk": playbook.risk.value,
+                "effective_risk": risk.value,
+                "needs_approval": playbook.needs_approval(),
+                "plan": plan_dicts,
+                "explanation": explanation.to_dict(),
+                "trigger_type": trigger.type,
+                "resuming": resuming,
+            },
+        )
+        if self.dry_run:
+            return skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
+        if playbook.needs_approval() and rid not in self.state.approved:
+            decision = self._approve(playbook, trigger, rid, risk, plans, breaker.to_dict(), chain)
+            if decision is not None:
+                return decision
+        with self.lock:
+            self._refresh()
+            record = self.state.record(rid)
+            if record is not None and record.finished:
+                return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
+            if record is None:
+                throttle = playbook.trigger.throttle
+                chain.emit(
+                    "remediation.started",
+                    {
+                        **base,
+                        "trigger_id": trigger.id,
+                        "throttle_key": self.state.throttled(playbook, trigger)[1]
+                        if throttle
+                        else None,
+                        "risk": risk.value,
+                        "actions": [a.type for a in playbook.actions],
+                    },
+                )
+                self._refresh()
+        return self._run(playbook, trigger, rid, target, contexts, plans, chain, base, risk)
+
+    # -------------------------------------------------------------- pieces
+    def _context(self, trigger: Event, rid: str, index: int) -> ActionContext:
+        def emit(event_type: str, payload: dict[str, Any], **fields: Any) -> Event:
+            return self.bus.emit(
+                event_type,
+                payload,
+                source="aios.playbook",
+                correlation_id=trigger.id,
+                causation_id=trigger.id,
+                **fields,
+            )
+
+        return action_context(self.settings, trigger, rid, index, emit)
+
+    def _flapping(self, playbook: Playbook, target: str, trigger: Event, chain: _Chain) -> str:
+        limits = playbook.limits
+        for action in playbook.actions:
+            runs = self.state.flapping(action.type, target, limits.flap_window, trigger.time)
+            if runs >= limits.flap_count:
+                key = (action.type, target)
+                alerted = self.state.flapping_alerted.get(key)
+                if alerted is None or trigger.time - alerted > limits.flap_window:
+                    chain.emit(
+                        "breaker.flapping",
+                        {
+                            "playbook": playbook.id,
+                            "action": action.type,
+                            "target": target,
+                            "runs": runs,
+                            "window": str(limits.flap_window),
+                        },
+                        Severity.HIGH,
+                    )
+                    self._refresh()
+                return (
+                    f"flapping: {action.type} ran {runs} times on {target} within "
+                    f"{limits.flap_window}"
+                )
+        return ""
+
+    def _approve(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        rid: str,
+        risk: Risk,
+        plans: list[ActionPlan],
+        breaker: dict[str, Any],
+        chain: _Chain,
+    ) -> Outcome | None:
+        history = self._history(playbook)
+        why = f"effective risk {risk.value}" if risk is not Risk.LOW else "auto_execute is off"
+        description = describe_request(playbook, trigger, plans, breaker, history, why)
+        request = ApprovalRequest(
+            rid,
+            playbook.id,
+            risk.value,
+            description,
+            trigger.model_dump(mode="json"),
+            [p.to_dict() for p in plans],
+            breaker,
+            history,
+            self.settings.approval_timeout_s,
+        )
+        chain.emit(
+            "approval.requested",
+            {
+                "remediation_id": rid,
+                "playbook": playbook.id,
+                "risk": risk.value,
+                "why": why,
+                "description": description,
+            },
+        )
+        decision = self.approver.request(request)
+        payload = {
+            "remediation_id": rid,
+            "playbook": playbook.id,
+            "approver": decision.approver,
+            "reason": decision.reason,
+        }
+        if decision.approved:
+            chain.emit("approval.granted", payload)
+            return None
+        chain.emit("approval.expired" if decision.expired else "approval.denied", payload)
+        chain.emit(
+            "playbook.skipped",
+            {
+                "remediation_id": rid,
+                "playbook": playbook.id,
+                "reason": "denied",
+                "detail": decision.reason,
+            },
+        )
+        return Outcome(playbook.id, "skipped", f"denied: {decision.reason}", rid, risk.value)
+
+    def _history(self, playbook: Playbook) -> dict[str, Any]:
+        outcomes: dict[str, int] = {}
+        for (pid, _target), records in self.state.runs.items():
+            if pid != playbook.id:
+                continue
+            for record in records:
+                key = record.outcome or ("running" if not record.finished else "unknown")
+                outcomes[key] = outcomes.get(key, 0) + 1
+        return {"past_outcomes": outcomes}
+
+    def _run(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        rid: str,
+        target: str,
+        contexts: list[ActionContext],
+        plans: list[ActionPlan],
+        chain: _Chain,
+        base: dict[str, Any],
+        risk: Risk,
+    ) -> Outcome:
+        record = self.state.record(rid)
+        done: dict[int, dict[str, Any]] = dict(record.completed_actions) if record else {}
+        executed: list[tuple[int, ActionSpec, dict[str, Any]]] = [
+            (i, playbook.actions[i], undo) for i, undo in sorted(done.items())
+        ]
+        for index, (action, ctx) in enumerate(zip(playbook.actions, contexts, strict=True)):
+            if index in done:
+                continue  # completed before this run (a retried remediation)
+            step = {**base, "index": index, "action": action.type}
+            chain.emit("action.started", {**step, "plan": plans[index].summary})
+            try:
+                undo = action.execute(ctx)
+            except (AIOSError, OSError) as exc:
+                chain.emit("action.failed", {**step, "error": str(exc)[:2000]}, Severity.MEDIUM)
+                restored = self._rollback(executed, contexts, chain, base)
+                outcome = "failed"
+                chain.emit(
+                    "remediation.finished",
+                    {
+                        **base,
+                        "outcome": outcome,
+                        "reason": f"{action.type} failed: {exc}",
+                        "rolled_back": restored,
+                    },
+                    Severity.MEDIUM,
+                )
+                self._refresh()
+                return Outcome(
+                    playbook.id, outcome, f"{action.type} failed: {exc}", rid, risk.value
+                )
+            chain.emit(
+                "action.completed",
+                {**step, "undo": undo, "reversible": action.is_reversible(), "target": target},
+            )
+            executed.append((index, action, undo))
+        if playbook.verify is None:
+            chain.emit(
+                "remediation.finished",
+                {**base, "outcome": "unverified", "reason": "the playbook has no verify"},
+            )
+            self._refresh()
+            return Outcome(
+                playbook.id, "unverified", "no verify: not counted as a success", rid, risk.value
+            )
+        result = self._verify(playbook, trigger)
+        if result.passed:
+            chain.emit("verify.passed", {**base, **result.to_dict()})
+            chain.emit(
+                "remediation.finished", {**base, "outcome": "succeeded", "reason": result.reason}
+            )
+            self._refresh()
+            return Outcome(playbook.id, "succeeded", result.reason, rid, risk.value)
+        chain.emit("verify.failed", {**base, **result.to_dict()}, Severity.MEDIUM)
+        restored = self._rollback(executed, contexts, chain, base)
+        chain.emit(
+            "remediation.finished",
+            {**base, "outcome": "rolled_back", "reason": result.reason, "rolled_back": restored},
+            Severity.MEDIUM,
+        )
+        self._refresh()
+        return Outcome(playbook.id, "rolled_back", result.reason, rid, risk.value)
+
+    def _verify(self, playbook: Playbook, trigger: Event) -> VerifyResult:
+        spec = playbook.verify
+        assert spec is not None
+        since = self.bus.log.end()
+
+        def events_since() -> list[Event]:
+            return [
+                e
+                for e in self.bus.log.events(cursor=since)
+                if e.source not in (REACTOR_SOURCE, "aios.playbook")
+            ]
+
+        params = {k: _render_param(v, trigger) for k, v in spec.params.items()}
+        return poll(
+            spec.probe,
+            params,
+            spec.expectation(),
+            after=spec.after.total_seconds(),
+            within=spec.within.total_seconds(),
+            interval=spec.interval.total_seconds(),
+            ctx=ProbeContext(self.settings.allowed_roots, events_since),
+            sustained=spec.sustained(),
+            sleep=self.sleep,
+        )
+
+    def _rollback(
+        self,
+        executed: list[tuple[int, ActionSpec, dict[str, Any]]],
+        contexts: list[ActionContext],
+        chain: _Chain,
+        base: dict[str, Any],
+    ) -> list[str]:
+        """Undo ``executed`` in reverse; irreversible ones are escalated, not pretended."""
+        restored: list[str] = []
+        stuck: list[str] = []
+        for index, action, undo in reversed(executed):
+            step = {**base, "index": index, "action": action.type}
+            try:
+                what = action.rollback(undo, contexts[index])
+            except IrreversibleError as exc:
+                stuck.append(f"{action.type}: {exc}")
+                chain.emit(
+                    "rollback.failed",
+                    {**step, "irreversible": True, "error": str(exc)},
+                    Severity.HIGH,
+                )
+                continue
+            except (AIOSError, OSError) as exc:
+                stuck.append(f"{action.type}: {exc}")
+                chain.emit(
+                    "rollback.failed",
+                    {**step, "irreversible": False, "error": str(exc)[:2000]},
+                    Severity.HIGH,
+                )
+                continue
+            restored.append(what)
+            chain.emit("rollback.completed", {**step, "restored": what})
+        if stuck:
+            chain.emit(
+                "remediation.escalated",
+                {
+                    **base,
+                    "not_restored": stuck,
+                    "detail": "these actions could not be undone; a person must look",
+                },
+                Severity.HIGH,
+            )
+        return restored
+
+
+def action_context(
+    settings: ReactorSettings,
+    trigger: Event,
+    rid: str,
+    index: int,
+    emit: Callable[..., Event] | None = None,
+) -> ActionContext:
+    """What action number ``index`` of remediation ``rid`` may use."""
+    return ActionContext(
+        event=trigger,
+        paths=settings.paths,
+        remediation_id=rid,
+        allowed_roots=settings.allowed_roots,
+        agent_patterns=settings.agent_patterns,
+        protected_patterns=settings.protected_patterns,
+        emit=emit,
+        index=index,
+    )
+
+
+def unplanned(action: ActionSpec) -> ActionPlan:
+    """A plan that only names the action (when the machine must not be looked at)."""
+    return ActionPlan(
+        action.type, f"{action.type} (not planned)", [], action.is_reversible(), action.floor()
+    )
+
+
+def _render_param(value: Any, trigger: Event) -> Any:
+    from aios.actions.base import render
+
+    try:
+        return render(value, trigger)
+    except InputError:
+        return value
+
+
+def describe_request(
+    playbook: Playbook,
+    trigger: Event,
+    plans: list[ActionPlan],
+    breaker: dict[str, Any],
+    history: dict[str, Any],
+    why: str,
+) -> str:
+    """What an approver reads: the trigger, the playbook, the plan, the breaker, the past."""
+    lines = [
+        f"Playbook {playbook.id} wants to run ({why}).",
+        f"{playbook.description}".strip(),
+        f"Trigger: {trigger.type} from {trigger.source} at {trigger.time:%Y-%m-%d %H:%M:%S}Z, "
+        f"severity {trigger.severity.value}, labels {trigger.labels}, payload {trigger.payload}",
+        "Planned actions (dry run):",
+    ]
+    for number, plan in enumerate(plans, start=1):
+        note = "" if plan.reversible else " [cannot be undone]"
+        lines.append(f"  {number}. {plan.summary}{note}")
+    lines.append(
+        f"Breaker: {'open' if breaker.get('open') else 'closed'}; "
+        f"{breaker.get('runs_in_window', 0)} run(s) on this target in the window, "
+        f"{breaker.get('consecutive_failures', 0)} consecutive failure(s)."
+    )
+    past = history.get("past_outcomes") or {}
+    lines.append(
+        "Past outcomes of this playbook: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(past.items())) or "none yet")
+    )
+    if playbook.verify is not None:
+        lines.append(f"Verify: {playbook.verify.probe} expected {playbook.verify.expect}.")
+    else:
+        lines.append("No verify: the outcome will be recorded as unverified.")
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,154 @@
+"""Building a reactor from the configuration and running it over the log, without Prefect.
+
+``react`` handles the events after the reactor's position (kept in the store), first warming
+its state up on the window of history before that position, and moves the position forward
+as it goes (not in a dry run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from aios.bus import EventBus
+from aios.config import AIOSConfig
+from aios.event import Event
+from aios.home import HomePaths
+from aios.playbooks.loader import LoadResult, load_playbooks
+from aios.playbooks.matcher import PlaybookIndex
+from aios.playbooks.model import Playbook
+from aios.reactor.approval import Approver
+from aios.reactor.engine import Outcome, Reactor, ReactorSettings
+from aios.store import open_store
+from aios.store.consumers import (
+    events_after,
+    events_between,
+    get_position,
+    last_seq,
+    seq_at,
+    set_position,
+)
+
+CONSUMER = "reactor"
+REACTOR_TYPES = [
+    "remediation.*",
+    "action.completed",
+    "approval.granted",
+    "breaker.flapping",
+]
+
+
+def playbook_dirs(config: AIOSConfig, extra: Sequence[Path] | None = None) -> list[Path]:
+    """``--playbooks`` directories when given, else ``[reactor] playbook_dirs``."""
+    return list(extra) if extra else list(config.reactor.playbook_dirs)
+
+
+def load_index(
+    config: AIOSConfig, extra: Sequence[Path] | None = None, *, strict: bool = True
+) -> tuple[PlaybookIndex, LoadResult]:
+    result = load_playbooks(playbook_dirs(config, extra), strict=strict)
+    return PlaybookIndex(result.playbooks), result
+
+
+def settings_from(config: AIOSConfig, paths: HomePaths) -> ReactorSettings:
+    return ReactorSettings(
+        paths=paths,
+        allowed_roots=tuple(config.reactor.allowed_roots),
+        agent_patterns=tuple(config.agents.patterns),
+        protected_patterns=tuple(config.reactor.protected_patterns),
+        approval_timeout_s=config.reactor.approval_timeout.total_seconds(),
+    )
+
+
+def state_window(playbooks: Iterable[Playbook]) -> timedelta:
+    """How much history the reactor's state depends on."""
+    longest = timedelta(minutes=5)
+    for playbook in playbooks:
+        spans = [playbook.limits.window, playbook.limits.cooldown, playbook.limits.flap_window]
+        if playbook.trigger.threshold:
+            spans.append(playbook.trigger.threshold.within)
+        if playbook.trigger.throttle:
+            spans.append(playbook.trigger.throttle.once_within)
+        longest = max(longest, *spans)
+    return longest
+
+
+def warm_up(reactor: Reactor, paths: HomePaths, upto_seq: int, now: datetime) -> int:
+    """Rebuild ``reactor``'s state from the window before ``upto_seq``; returns events seen."""
+    since = now - state_window(reactor.index.playbooks.values())
+    types = list(REACTOR_TYPES)
+    types += [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
+    with open_store(paths) as con:
+        history = [event for _, event in events_between(con, since, upto_seq, types)]
+    reactor.warm_up(history)
+    return len(history)
+
+
+def _save(paths: HomePaths, position: int) -> None:
+    with open_store(paths, sync_first=False) as con:
+        set_position(con, CONSUMER, position)
+
+
+@dataclass
+class ReactReport:
+    events: int = 0
+    outcomes: list[tuple[Event, Outcome]] = field(default_factory=list)
+    start_seq: int = 0
+    end_seq: int = 0
+    warmed_up: int = 0
+
+
+def react(
+    bus: EventBus,
+    paths: HomePaths,
+    index: PlaybookIndex,
+    settings: ReactorSettings,
+    approver: Approver,
+    *,
+    dry_run: bool = False,
+    since: datetime | None = None,
+    once: bool = True,
+    poll_s: float = 1.0,
+    on_outcome: Callable[[Event, Outcome], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ReactReport:
+    """Process events after the reactor's position (or since ``since``) through ``index``."""
+    report = ReactReport()
+    with open_store(paths) as con:
+        if since is not None:
+            start = seq_at(con, since)
+        else:
+            stored = get_position(con, CONSUMER)
+            start = stored if stored is not None else last_seq(con)
+            if stored is None and not dry_run:
+                set_position(con, CONSUMER, start)  # a first run starts at the end of the log
+    report.start_seq = report.end_seq = start
+    reactor = Reactor(index, bus, settings, approver, dry_run=dry_run)
+    reactor.start_following(bus.log.end())
+    report.warmed_up = warm_up(reactor, paths, start, datetime.now().astimezone())
+    position = start
+    while True:
+        with open_store(paths) as con:
+            batch = events_after(con, position, limit=1000)
+        for seq, event in batch:
+            report.events += 1
+            acted = False
+            for outcome in reactor.process(event):  # its own steps only update its state
+                report.outcomes.append((event, outcome))
+                acted = acted or outcome.status != "waiting"
+                if on_outcome is not None:
+                    on_outcome(event, outcome)
+            position = seq
+            if acted and not dry_run:  # a remediation ran: keep the place at once
+                _save(paths, position)
+        if batch and not dry_run:
+            _save(paths, position)
+        report.end_seq = position
+        if batch:
+            continue
+        if once or should_stop():
+            return report
+        time.sleep(poll_s)

@@ -1,0 +1,203 @@
+"""What the reactor remembers, derived only from events so it survives restarts.
+
+Threshold windows, throttles, circuit breakers, flapping and which actions of a remediation are
+already done are all rebuilt by replaying the events of the relevant window through
+``observe`` and ``count_match``: the same code path as live processing, so a restarted reactor,
+or one in another process, comes to the same state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from aios.event import Event
+from aios.event_paths import MISSING, resolve, split_path
+from aios.playbooks.model import Playbook
+
+REACTOR_SOURCE = "aios.reactor"
+SUCCESS = "succeeded"
+FAILURES = ("failed", "rolled_back")
+
+
+def group_key(event: Event, paths: list[str]) -> str:
+    """``labels.host=web1,payload.agent=x`` for ``paths``; ``*`` when there are none."""
+    if not paths:
+        return "*"
+    parts = []
+    for path in paths:
+        value = resolve(event, split_path(path))
+        parts.append(f"{path}={'' if value is MISSING else value}")
+    return ",".join(parts)
+
+
+def target_key(event: Event, playbook: Playbook) -> str:
+    """What the remediation acts on, for breakers: ``limits.target_by`` or all labels."""
+    if playbook.limits.target_by:
+        return group_key(event, playbook.limits.target_by)
+    if not event.labels:
+        return "*"
+    return ",".join(f"labels.{k}={v}" for k, v in sorted(event.labels.items()))
+
+
+@dataclass
+class RemediationRecord:
+    """One remediation as the events tell it."""
+
+    remediation_id: str
+    playbook: str
+    target: str
+    started: datetime
+    finished: bool = False
+    outcome: str | None = None
+    completed_actions: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class BreakerStatus:
+    """Whether a playbook may run on a target now, and why not."""
+
+    open: bool
+    reason: str = ""
+    runs_in_window: int = 0
+    consecutive_failures: int = 0
+    half_open: bool = False
+    flapping: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "open": self.open,
+            "reason": self.reason,
+            "runs_in_window": self.runs_in_window,
+            "consecutive_failures": self.consecutive_failures,
+            "half_open": self.half_open,
+            "flapping": self.flapping,
+        }
+
+
+@dataclass
+class ReactorState:
+    """The reactor's memory; feed it every event in log order."""
+
+    thresholds: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
+    fired: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    remediations: dict[str, RemediationRecord] = field(default_factory=dict)
+    runs: dict[tuple[str, str], list[RemediationRecord]] = field(default_factory=dict)
+    actions: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
+    flapping_alerted: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    approved: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------- observing
+    def observe(self, event: Event) -> None:
+        """Update from one of the reactor's own events (others are ignored here)."""
+        if event.source != REACTOR_SOURCE:
+            return
+        payload = event.payload
+        rid = payload.get("remediation_id")
+        if event.type == "remediation.started" and isinstance(rid, str):
+            record = RemediationRecord(
+                rid, str(payload.get("playbook")), str(payload.get("target")), event.time
+            )
+            self.remediations[rid] = record
+            self.runs.setdefault((record.playbook, record.target), []).append(record)
+            throttle_key = payload.get("throttle_key")
+            if isinstance(throttle_key, str):
+                self.fired[(record.playbook, throttle_key)] = event.time
+        elif event.type == "remediation.finished" and isinstance(rid, str):
+            finished = self.remediations.get(rid)
+            if finished is not None:
+                finished.finished = True
+                finished.outcome = str(payload.get("outcome"))
+        elif event.type == "action.completed" and isinstance(rid, str):
+            running = self.remediations.get(rid)
+            if running is not None:
+                running.completed_actions[int(payload.get("index", -1))] = dict(
+                    payload.get("undo") or {}
+                )
+            key = (str(payload.get("action")), str(payload.get("target")))
+            self.actions.setdefault(key, deque()).append(event.time)
+        elif event.type == "approval.granted" and isinstance(rid, str):
+            self.approved.add(rid)
+        elif event.type == "breaker.flapping":
+            key = (str(payload.get("action")), str(payload.get("target")))
+            self.flapping_alerted[key] = event.time
+
+    def count_match(self, playbook: Playbook, event: Event) -> tuple[bool, int, str]:
+        """Count a matching event toward the threshold; (reached, count, group)."""
+        threshold = playbook.trigger.threshold
+        if threshold is None:
+            return True, 1, "*"
+        group = group_key(event, threshold.group_by)
+        window = self.thresholds.setdefault((playbook.id, group), deque())
+        window.append(event.time)
+        horizon = event.time - threshold.within
+        while window and window[0] < horizon:
+            window.popleft()
+        return len(window) >= threshold.count, len(window), group
+
+    # --------------------------------------------------------------- asking
+    def throttled(self, playbook: Playbook, event: Event) -> tuple[bool, str, datetime | None]:
+        throttle = playbook.trigger.throttle
+        if throttle is None:
+            return False, "*", None
+        group = group_key(event, throttle.group_by)
+        last = self.fired.get((playbook.id, group))
+        if last is not None and event.time - last < throttle.once_within:
+            return True, group, last
+        return False, group, last
+
+    def breaker(self, playbook: Playbook, target: str, now: datetime) -> BreakerStatus:
+        limits = playbook.limits
+        history = self.runs.get((playbook.id, target), [])
+        recent = [r for r in history if now - r.started < limits.window]
+        status = BreakerStatus(False, runs_in_window=len(recent))
+        streak, last_failure = 0, None
+        for record in reversed(history):
+            if not record.finished or record.outcome not in (SUCCESS, *FAILURES):
+                continue  # running, unverified or skipped: neither opens nor closes it
+            if record.outcome == SUCCESS:
+                break
+            streak += 1
+            last_failure = last_failure or record.started
+        status.consecutive_failures = streak
+        if streak >= limits.failures_to_open and last_failure is not None:
+            trial_running = any(not r.finished for r in history if r.started > last_failure)
+            if now - last_failure < limits.cooldown:
+                status.open = True
+                status.reason = (
+                    f"{streak} consecutive failures; cooling down for "
+                    f"{_short(limits.cooldown - (now - last_failure))}"
+                )
+                return status
+            if trial_running:
+                status.open = True
+                status.reason = "a trial run after the cooldown is still in progress"
+                return status
+            status.half_open = True
+        if len(recent) >= limits.max_runs:
+            status.open = True
+            status.reason = (
+                f"{len(recent)} runs on this target within {_short(limits.window)} "
+                f"(limit {limits.max_runs})"
+            )
+        return status
+
+    def flapping(self, action: str, target: str, window: timedelta, now: datetime) -> int:
+        """How often ``action`` completed on ``target`` within ``window`` before ``now``."""
+        times = self.actions.get((action, target))
+        if not times:
+            return 0
+        while times and now - times[0] > window:
+            times.popleft()
+        return len(times)
+
+    def record(self, remediation_id: str) -> RemediationRecord | None:
+        return self.remediations.get(remediation_id)
+
+
+def _short(delta: timedelta) -> str:
+    from aios.durations import format_duration
+
+    return format_duration(max(delta, timedelta(0)))
