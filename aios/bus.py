@@ -267,7 +267,8 @@ class EventBus:
     def publish(self, events: Sequence[Event]) -> list[Event]:
         """Append already-built events as one group, then dispatch them (and any notices)."""
         result = self.log.append(events)
-        self.dispatch([*result.notices, *result.written])
+        if self._subs:
+            self.dispatch([*result.notices, *result.written])
         return result.written
 
     async def aemit(self, type: str, payload: Mapping[str, Any] | None = None, **kw: Any) -> Event:

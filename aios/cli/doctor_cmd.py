@@ -112,6 +112,27 @@ def _store(paths: HomePaths) -> Check:
     return Check("DuckDB store", "ok", f"{paths.duckdb}: {rows[0][0]} events projected")
 
 
+def _playbooks(paths: HomePaths) -> Check:
+    from aios.config import load_config
+    from aios.playbooks.loader import load_playbooks
+
+    try:
+        config = load_config(paths)
+    except AIOSError as exc:
+        return Check("playbooks", "fail", f"config: {exc}", "correct config.toml")
+    result = load_playbooks(config.reactor.playbook_dirs, strict=False)
+    if result.problems:
+        more = f" (+{len(result.problems) - 1} more)" if len(result.problems) > 1 else ""
+        return Check(
+            "playbooks", "fail", f"{result.problems[0]}{more}", "see `aios playbooks validate`"
+        )
+    roots = config.reactor.allowed_roots
+    detail = f"{len(result.playbooks)} valid; allowed roots: {', '.join(map(str, roots)) or 'none'}"
+    if not roots:
+        return Check("playbooks", "warn", detail, "set [reactor] allowed_roots for file actions")
+    return Check("playbooks", "ok", detail)
+
+
 def _packages() -> list[Check]:
     checks = []
     for name in ("duckdb", "pydantic", "prefect"):
@@ -160,7 +181,7 @@ def doctor(
     """Check the environment; exit 1 if anything is missing, saying how to fix it."""
     paths = HomePaths.current()
     checks = [_python(), _home(paths), _config(paths), _fsync(paths), _disk(paths)]
-    checks += [_log(paths), _store(paths), *_packages(), _prefect_api()]
+    checks += [_log(paths), _store(paths), _playbooks(paths), *_packages(), _prefect_api()]
     failed = any(c.status == "fail" for c in checks)
     if as_json:
         print_json({"ok": not failed, "checks": [asdict(c) for c in checks]})

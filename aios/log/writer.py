@@ -23,9 +23,10 @@ from aios.log.head import Head, head_path, read_head, write_head
 from aios.log.line_format import (
     GENESIS_HASH,
     HASH_TAIL,
+    canonical_bodies,
     canonical_body,
     line_hash,
-    seal_into,
+    seal_all,
 )
 from aios.log.segments import Segment, list_segments, segment_name
 from aios.log.tail import BadTail, scan_fd, scan_path
@@ -73,7 +74,7 @@ class EventLogWriter:
         before HEAD said it did. Raises EventValidationError (nothing written) for an event
         that cannot be serialised and LogError when the disk refuses the write.
         """
-        bodies = [canonical_body(event) for event in events]
+        bodies = canonical_bodies(events)
         with self.lock:
             self._notices = []
             tail = self._prepare()
@@ -251,10 +252,7 @@ class EventLogWriter:
 
     def _write(self, tail: _Tail, bodies: list[bytes]) -> None:
         parts: list[bytes] = []
-        prev = tail.last_hash.encode()
-        for body in bodies[:-1]:
-            prev = seal_into(parts, body, prev, False)
-        prev = seal_into(parts, bodies[-1], prev, True)
+        prev = seal_all(parts, bodies, tail.last_hash.encode())
         data = b"".join(parts)
         try:
             view = memoryview(data)

@@ -26,7 +26,7 @@ from aios.store.projections import Projection, registered_projections
 logger = logging.getLogger("aios.store")
 
 SCHEMA_VERSION = 1
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024 * 1024  # a whole default segment per transaction
 
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS events (
