@@ -359,3 +359,26 @@ def test_the_readme_reference_is_the_generated_one() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     start, end = readme.index(BEGIN), readme.index(END) + len(END)
     assert readme[start:end] == render(), "run: python -m aios.playbooks.reference"
+
+
+def test_match_explained_gives_each_match_its_explanation() -> None:
+    index = PlaybookIndex(
+        [
+            make_playbook(
+                "hot",
+                "resource.high",
+                conditions={"path": "payload.value", "op": "gte", "value": 80},
+            ),
+            make_playbook(
+                "cold",
+                "resource.high",
+                conditions={"path": "payload.value", "op": "lt", "value": 10},
+            ),
+        ]
+    )
+    [(playbook, explanation)] = index.match_explained(
+        coerce_event({"type": "resource.high", "payload": {"value": 93}})
+    )
+    assert playbook.id == "hot"
+    assert explanation.conditions is not None
+    assert explanation.conditions.to_dict()["seen"] == 93

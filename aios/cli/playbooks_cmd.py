@@ -413,6 +413,7 @@ def react(
             since=start,
             once=once,
             on_outcome=show,
+            trash_retention=config.reactor.trash_retention,
         )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -111,6 +111,10 @@ class PlaybookIndex:
             if c.predicate is None or c.predicate(event)
         ]
 
+    def match_explained(self, event: Event) -> list[tuple[Playbook, Explanation]]:
+        """The matching playbooks, each with the explanation of its conditions."""
+        return [(p, self.explain(p.id, event)) for p in self.match(event)]
+
     def explain(self, playbook_id: str, event: Event) -> Explanation:
         """Evaluate every condition of one playbook against ``event``; KeyError if unknown."""
         playbook = self.playbooks[playbook_id]

@@ -87,6 +87,19 @@ def warm_up(reactor: Reactor, paths: HomePaths, upto_seq: int, now: datetime) ->
     return len(history)
 
 
+def _purge_trash(bus: EventBus, paths: HomePaths, retention: timedelta) -> None:
+    """Drop files.cleanup's kept copies once the retention has passed (and say so)."""
+    from aios.actions.files_cleanup import purge_trash
+
+    purged = purge_trash(paths.root / "trash", retention.total_seconds())
+    if purged:
+        bus.emit(
+            "trash.purged",
+            {"remediations": purged, "retention_s": retention.total_seconds()},
+            source="aios.reactor.maintenance",
+        )
+
+
 def _save(paths: HomePaths, position: int) -> None:
     with open_store(paths, sync_first=False) as con:
         set_position(con, CONSUMER, position)
@@ -114,6 +127,7 @@ def react(
     poll_s: float = 1.0,
     on_outcome: Callable[[Event, Outcome], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    trash_retention: timedelta = timedelta(days=7),
 ) -> ReactReport:
     """Process events after the reactor's position (or since ``since``) through ``index``."""
     report = ReactReport()
@@ -126,6 +140,8 @@ def react(
             if stored is None and not dry_run:
                 set_position(con, CONSUMER, start)  # a first run starts at the end of the log
     report.start_seq = report.end_seq = start
+    if not dry_run:
+        _purge_trash(bus, paths, trash_retention)
     reactor = Reactor(index, bus, settings, approver, dry_run=dry_run)
     reactor.start_following(bus.log.end())
     report.warmed_up = warm_up(reactor, paths, start, datetime.now().astimezone())
