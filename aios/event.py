@@ -69,6 +69,20 @@ PRIORITY_OF: dict[Severity, Priority] = {
 }
 
 
+# Sources AIOS's own components use; events from outside (the CLI, HTTP, the inbox) may not
+# claim them, so nobody can pass an event off as, say, the reactor's approval.
+RESERVED_SOURCE_PREFIX = "aios."
+
+
+def check_outside_source(source: str) -> None:
+    """Raise EventValidationError if an event from outside claims an AIOS component's source."""
+    if source.startswith(RESERVED_SOURCE_PREFIX) or source == "aios":
+        raise EventValidationError(
+            f"{source!r}: sources starting with {RESERVED_SOURCE_PREFIX!r} belong to AIOS",
+            field="source",
+        )
+
+
 def new_event_id() -> str:
     """A new uuid7: time-ordered and monotonic within this process."""
     return str(uuid_utils.uuid7())

@@ -52,6 +52,27 @@ class FileLock:
             self._fd = fd
         self._depth += 1
 
+    def try_acquire(self) -> bool:
+        """Take the lock if no other thread or process holds it; never waits."""
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        if self._depth == 0:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self._thread_lock.release()
+                return False
+            self._fd = fd
+        self._depth += 1
+        return True
+
     def release(self) -> None:
         self._depth -= 1
         if self._depth == 0 and self._fd is not None:
@@ -106,3 +127,9 @@ def file_lock(path: Path) -> FileLock:
         if lock is None:
             lock = _locks[key] = FileLock(key)
         return lock
+
+
+def forget_lock(path: Path) -> None:
+    """Drop this process's lock object for ``path`` (after removing a one-off lock file)."""
+    with _locks_guard:
+        _locks.pop(path.resolve(), None)

@@ -32,6 +32,7 @@ class ProbeError(Exception):
 
 # ---------------------------------------------------------------- expectations
 _EXPECT = re.compile(r"^\s*(<=|>=|==|!=|<|>)?\s*(.+?)\s*$")
+_WORD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _RANGE = re.compile(r"^\s*(-?[\d.]+)\s*\.\.\s*(-?[\d.]+)\s*$")
 
 
@@ -64,13 +65,18 @@ class Expectation:
                 raise ValueError(f"expectation {text!r}: the range is empty")
             return cls(text, "..", low, high)
         match = _EXPECT.match(text)
-        if not match or not match.group(2):
+        if not match or not match.group(2) or ".." in text:
             raise ValueError(f"expectation {text!r} is not like <70, >=5, ==3, 10..20")
         op = match.group(1) or "=="
         raw = match.group(2)
         number = _as_number(raw)
         if op in ("<", "<=", ">", ">=") and number is None:
             raise ValueError(f"expectation {text!r}: {op} needs a number")
+        if number is None and not _WORD.match(raw.strip("'\"")):
+            raise ValueError(
+                f"expectation {text!r} is not like <70, >=5, ==3, 10..20, ==ready (a number "
+                "or a plain word)"
+            )
         if number is None and raw.lower() in ("true", "false"):
             return cls(text, op, raw.lower() == "true")
         return cls(text, op, number if number is not None else raw.strip("'\""))
@@ -107,7 +113,7 @@ def _numeric(value: Any) -> float | None:
 
 def _same(value: Any, target: Any) -> bool:
     if isinstance(target, bool) or isinstance(value, bool):
-        return bool(value is target or value == target)
+        return type(value) is type(target) and value == target  # true is not 1
     a, b = _numeric(value), _numeric(target)
     if a is not None and b is not None:
         return a == b
@@ -246,8 +252,21 @@ SEED_CHECKS = {
 }
 
 
+# The type each probe parameter must have; templates (${...}) are strings.
+_PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "sample": (int, float),
+    "path": (str,),
+    "pattern": (str,),
+    "file": (str,),
+    "key": (str,),
+    "format": (str,),
+    "type": (str,),
+    "labels": (dict,),
+}
+
+
 def check_params(probe: str, params: dict[str, Any]) -> None:
-    """Raise ValueError for an unknown probe, a missing parameter or an unknown one."""
+    """Raise ValueError for an unknown probe, or a missing, unknown or mistyped parameter."""
     definition = PROBES.get(probe)
     if definition is None:
         raise ValueError(f"unknown probe {probe!r} (known: {', '.join(PROBES)})")
@@ -257,6 +276,11 @@ def check_params(probe: str, params: dict[str, Any]) -> None:
     unknown = sorted(set(params) - set(definition.required) - set(definition.optional))
     if unknown:
         raise ValueError(f"probe {probe} does not take {', '.join(unknown)}")
+    for name, value in params.items():
+        wanted = _PARAM_TYPES.get(name, (object,))
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            kinds = " or ".join("number" if t in (int, float) else t.__name__ for t in wanted)
+            raise ValueError(f"probe {probe}: {name} must be a {kinds}, not {value!r}")
 
 
 @dataclass

@@ -669,13 +669,16 @@ def test_sql_table_output_counts_rows(home: HomePaths, sample: list[Event]) -> N
 def test_sql_refuses_statements_that_write_and_changes_nothing(
     home: HomePaths, sample: list[Event], tmp_path: Path, statement: str, kind: str
 ) -> None:
+    run_aios("events", "sql", "SELECT 1", home=home)  # the store exists, projections and all
+    _, tables_before = store_state(home)
     result = run_aios("events", "sql", statement.format(tmp=tmp_path), home=home)
     assert_exit(result, 2)
     assert "only reading statements" in flat(result.stderr)
     assert kind in result.stderr
     count, tables = store_state(home)
     assert count == len(sample)
-    assert tables == {"events", "_aios_sync", "_aios_projections"}
+    assert {"events", "_aios_sync", "_aios_projections"} <= tables
+    assert tables == tables_before and "stolen" not in tables
     assert not (tmp_path / "out.csv").exists()
     assert not (tmp_path / "other.duckdb").exists()
     assert logged(home) == sample

@@ -120,7 +120,7 @@ actions: [{type: wait, duration: 1s}]
 """,
         6,
         "p1",
-        "trigger.conditions.all[1]",
+        "trigger.conditions.all[1].op",
         "unknown operator 'bogus'",
     ),
     (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,19 @@ def verify_value(file: Path, key: str, expect: str) -> dict[str, Any]:
         "within": "0.3s",
         "interval": "0.1s",
     }
+
+
+class Clock:
+    """The real time, moved forward by the test."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **delta: float) -> None:
+        self.offset += timedelta(**delta)
 
 
 def make_reactor(
@@ -335,14 +348,29 @@ def test_a_throttled_playbook_stays_quiet_then_fires_again(
         trigger={"type": "resource.high", "throttle": {"once_within": "10m"}},
         actions=[{"type": "wait", "duration": "0s"}],
     )
-    reactor = make_reactor(home, root, [pb])
+    clock = Clock()
+    reactor = make_reactor(home, root, [pb], clock=clock)
     first = trigger()
     assert reactor.process(first)[0].status == "unverified"
     assert reactor.process(trigger())[0].reason.startswith("throttled")
-    later = aios.bus().emit(
-        "resource.high", {"resource": "cpu"}, time=first.time + timedelta(minutes=11)
-    )
+    clock.advance(minutes=11)
+    later = aios.bus().emit("resource.high", {"resource": "cpu"}, time=clock())
     assert reactor.process(later)[0].status == "unverified"
+
+
+def test_a_trigger_dated_in_the_future_is_taken_as_now(
+    home: HomePaths, root: Path, config_file: Path
+) -> None:
+    pb = playbook(
+        trigger={"type": "resource.high", "throttle": {"once_within": "1h"}},
+        actions=[{"type": "wait", "duration": "0s"}],
+        limits={"max_runs": 1},
+    )
+    reactor = make_reactor(home, root, [pb])
+    assert reactor.process(trigger())[0].status == "unverified"
+    ahead = aios.bus().emit("resource.high", {"x": 1}, time=datetime.now(UTC) + timedelta(days=2))
+    outcome = reactor.process(ahead)[0]
+    assert outcome.status == "skipped" and "throttled" in outcome.reason
 
 
 def test_the_breaker_limits_runs_per_target_and_holds_across_restarts(
@@ -352,17 +380,20 @@ def test_the_breaker_limits_runs_per_target_and_holds_across_restarts(
         actions=[{"type": "wait", "duration": "0s"}],
         limits={"max_runs": 2, "window": "24h"},
     )
-    reactor = make_reactor(home, root, [pb])
+    clock = Clock()
+    reactor = make_reactor(home, root, [pb], clock=clock)
     results = [reactor.process(trigger(host="web1"))[0] for _ in range(3)]
     assert [r.status for r in results] == ["unverified", "unverified", "skipped"]
     assert "breaker_open" in results[2].reason and "2 runs" in results[2].reason
     assert reactor.process(trigger(host="web2"))[0].status == "unverified"
     # A new reactor (a restart, another process) derives the same state from the log.
-    fresh = make_reactor(home, root, [pb])
+    clock.advance(minutes=30)
+    fresh = make_reactor(home, root, [pb], clock=clock)
     with open_store(home) as con:
         upto = last_seq(con)
-    warm_up(fresh, home, upto, aios.bus().log.events().__next__().time + timedelta(hours=1))
-    assert fresh.process(trigger(host="web1"))[0].reason.startswith("breaker_open")
+    warm_up(fresh, home, upto, clock())
+    again = aios.bus().emit("resource.high", {"x": 1}, labels={"host": "web1"}, time=clock())
+    assert fresh.process(again)[0].reason.startswith("breaker_open")
 
 
 def test_consecutive_failures_open_the_breaker_then_a_trial_after_cooldown(
@@ -373,14 +404,17 @@ def test_consecutive_failures_open_the_breaker_then_a_trial_after_cooldown(
         verify=verify_value(config_file, "retries", "==0"),
         limits={"failures_to_open": 2, "cooldown": "5m", "max_runs": 10},
     )
-    reactor = make_reactor(home, root, [failing])
-    first = trigger()
-    assert reactor.process(first)[0].status == "rolled_back"
+    clock = Clock()
+    reactor = make_reactor(home, root, [failing], clock=clock)
+    assert reactor.process(trigger())[0].status == "rolled_back"
     assert reactor.process(trigger())[0].status == "rolled_back"
     blocked = reactor.process(trigger())[0]
     assert blocked.status == "skipped" and "consecutive failures" in blocked.reason
-    later = aios.bus().emit("resource.high", {"x": 1}, time=first.time + timedelta(minutes=6))
+    clock.advance(minutes=6)
+    later = aios.bus().emit("resource.high", {"x": 1}, time=clock())
     assert reactor.process(later)[0].status == "rolled_back"  # the one trial went through
+    right_after = aios.bus().emit("resource.high", {"x": 1}, time=clock())
+    assert "consecutive failures" in reactor.process(right_after)[0].reason  # cooling again
 
 
 def test_the_same_action_on_the_same_target_again_and_again_is_flapping(

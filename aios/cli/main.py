@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from aios import __version__
-from aios.cli import doctor_cmd, events_cmd, playbooks_cmd
+from aios.cli import doctor_cmd, events_cmd, observe_cmd, playbooks_cmd, score_cmd
 from aios.cli.output import console, err_console, event_json, print_json
 from aios.errors import AIOSError, InputError
 
@@ -30,6 +30,10 @@ app.add_typer(events_cmd.app, name="events")
 app.add_typer(playbooks_cmd.app, name="playbooks")
 app.command("doctor")(doctor_cmd.doctor)
 app.command("react")(playbooks_cmd.react)
+app.command("score")(score_cmd.score)
+app.command("monitor")(observe_cmd.monitor)
+app.command("agents")(observe_cmd.agents)
+app.add_typer(observe_cmd.ingest_app, name="ingest")
 
 
 def _version(value: bool) -> None:
@@ -65,6 +69,11 @@ def init() -> None:
 
         write_atomic(paths.config, config_template().encode())
         console.print(f"wrote {escape(str(paths.config))}")
+    from aios.observe.http_ingest import ensure_token, token_path
+
+    ensure_token(paths)
+    (paths.root / "inbox").mkdir(exist_ok=True)
+    console.print(f"ingest token: {escape(str(token_path(paths)))} (owner-only)")
     console.print(f"AIOS home: {escape(str(paths.root))}")
 
 
@@ -105,6 +114,7 @@ def emit(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole event as JSON.")] = False,
 ) -> None:
     """Append an event to the log (durably) and print its id."""
+    from aios.event import check_outside_source
     from aios.event_filter import parse_labels
     from aios.runtime import default_bus
 
@@ -127,6 +137,7 @@ def emit(
         labels = parse_labels(label or [])
     except InputError as exc:
         raise InputError(f"--label: {exc}") from None
+    check_outside_source(source)
     event = default_bus().emit(
         event_type,
         data,

@@ -13,20 +13,20 @@ of them and reports, for each comparison, the path, the value seen, the operator
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
+import regex
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from aios.event import Event
@@ -52,6 +52,8 @@ def _ordered(seen: Any, expected: Any) -> tuple[Any, Any] | None:
 
 
 def _eq(seen: Any, expected: Any) -> bool:
+    if isinstance(seen, bool) or isinstance(expected, bool):
+        return type(seen) is type(expected) and seen == expected  # true is not 1
     a, b = _number(seen), _number(expected)
     if a is not None and b is not None:
         return a == b
@@ -72,13 +74,25 @@ def _contains(seen: Any, expected: Any) -> bool:
     if isinstance(seen, list):
         return any(_eq(item, expected) for item in seen)
     if isinstance(seen, dict):
-        return expected in seen
+        return isinstance(expected, str) and expected in seen  # a key of the object
     return False
 
 
+REGEX_TIMEOUT_S = 0.05  # a pathological pattern cannot stall the reactor on a crafted event
+
+
 @lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _regex(pattern: str) -> Any:
+    return regex.compile(pattern)
+
+
+def _search(seen: Any, pattern: str) -> bool:
+    if not isinstance(seen, str):
+        return False
+    try:
+        return _regex(pattern).search(seen, timeout=REGEX_TIMEOUT_S) is not None
+    except TimeoutError:
+        return False
 
 
 def _between(seen: Any, expected: Any) -> bool:
@@ -116,8 +130,8 @@ def _needs_regex(value: Any) -> str | None:
     if not isinstance(value, str):
         return "value must be a regular expression string"
     try:
-        re.compile(value)
-    except re.error as exc:
+        regex.compile(value)
+    except regex.error as exc:
         return f"invalid regular expression: {exc}"
     return None
 
@@ -143,7 +157,7 @@ OPERATORS: dict[str, Operator] = {
         Operator(
             "not_in", lambda s, e: not any(_eq(s, x) for x in e), "none of a list", _needs_list
         ),
-        Operator("contains", _contains, "string holds a substring, list holds an item"),
+        Operator("contains", _contains, "string holds a substring, list an item, object a key"),
         Operator(
             "startswith",
             lambda s, e: isinstance(s, str) and s.startswith(e),
@@ -158,8 +172,8 @@ OPERATORS: dict[str, Operator] = {
         ),
         Operator(
             "regex",
-            lambda s, e: isinstance(s, str) and _regex(e).search(s) is not None,
-            "string matches a regular expression (search)",
+            _search,
+            "string matches a regular expression (search; gives up after 50 ms)",
             _needs_regex,
         ),
         Operator(
@@ -177,8 +191,8 @@ class Compare(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str = Field(description="Dotted path into the event, e.g. payload.value, labels.host.")
-    op: str = Field(description=f"One of: {', '.join(OPERATORS)}.")
     value: Any = Field(default=None, description="What to compare with (not needed for exists).")
+    op: str = Field(description=f"One of: {', '.join(OPERATORS)}.")
 
     @field_validator("path")
     @classmethod
@@ -186,15 +200,17 @@ class Compare(BaseModel):
         split_path(path)
         return path
 
-    @model_validator(mode="after")
-    def _check_op(self) -> Compare:
-        operator = OPERATORS.get(self.op)
+    @field_validator("op")
+    @classmethod
+    def _check_op(cls, op: str, info: ValidationInfo) -> str:
+        operator = OPERATORS.get(op)
         if operator is None:
-            raise ValueError(f"unknown operator {self.op!r} (known: {', '.join(OPERATORS)})")
-        problem = operator.check(True if self.op == "exists" and self.value is None else self.value)
+            raise ValueError(f"unknown operator {op!r} (known: {', '.join(OPERATORS)})")
+        value = info.data.get("value")
+        problem = operator.check(True if op == "exists" and value is None else value)
         if problem:
-            raise ValueError(f"operator {self.op}: {problem}")
-        return self
+            raise ValueError(f"operator {op}: {problem}")
+        return op
 
 
 class AllOf(BaseModel):
@@ -241,6 +257,14 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
+def safe_test(test: Callable[[Any, Any], bool], seen: Any, expected: Any) -> bool:
+    """An operator's verdict; whatever an event holds, it never raises (a mismatch is False)."""
+    try:
+        return bool(test(seen, expected))
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        return False
+
+
 # ------------------------------------------------------------ compiled matching
 Predicate = Callable[[Event], bool]
 
@@ -258,7 +282,7 @@ def compile_condition(condition: Compare | AllOf | AnyOf | NotOf) -> Predicate:
 
         def compare(event: Event) -> bool:
             seen = resolve(event, parts)
-            return seen is not MISSING and test(seen, expected)
+            return seen is not MISSING and safe_test(test, seen, expected)
 
         return compare
     if isinstance(condition, AllOf):
@@ -324,7 +348,9 @@ def explain_condition(condition: Compare | AllOf | AnyOf | NotOf, event: Event) 
             want = True if condition.value is None else bool(condition.value)
             verdict = (seen is not MISSING) == want
         else:
-            verdict = seen is not MISSING and OPERATORS[condition.op].test(seen, condition.value)
+            verdict = seen is not MISSING and safe_test(
+                OPERATORS[condition.op].test, seen, condition.value
+            )
         return ConditionResult(
             "compare", verdict, condition.path, condition.op, condition.value, seen
         )

@@ -69,7 +69,30 @@ class LoadResult:
 
 
 class _Budget(yaml.SafeLoader):
-    pass
+    """The safe loader, refusing a key given twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {seen[key]})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
 
 
 def _line_map(text: str) -> tuple[dict[tuple[Any, ...], int], int]:
@@ -100,7 +123,7 @@ def _line_map(text: str) -> tuple[dict[tuple[Any, ...], int], int]:
 
 def _parse(path: Path, text: str) -> Any:
     if path.suffix == ".json":
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     return yaml.load(text, Loader=_Budget)
 
 
@@ -201,6 +224,9 @@ def load_file(path: Path) -> LoadResult:
         data = _parse(path, text)
     except json.JSONDecodeError as exc:
         result.problems.append(Problem(name, exc.lineno, None, None, f"not valid JSON: {exc.msg}"))
+        return result
+    except ValueError as exc:  # a duplicate key in JSON
+        result.problems.append(Problem(name, None, None, None, f"not valid JSON: {exc}"))
         return result
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

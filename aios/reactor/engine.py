@@ -15,10 +15,12 @@ repeat them.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,10 @@ from aios.actions.base import (
     Risk,
 )
 from aios.bus import EventBus
-from aios.errors import AIOSError, InputError
+from aios.errors import EventValidationError, InputError
 from aios.event import Event, Severity
 from aios.home import HomePaths
-from aios.locking import file_lock
+from aios.locking import FileLock, file_lock, forget_lock
 from aios.log import Cursor
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
@@ -41,6 +43,7 @@ from aios.probes import ProbeContext, VerifyResult, poll
 from aios.reactor.approval import ApprovalRequest, Approver
 from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
 
+logger = logging.getLogger("aios.reactor")
 _NAMESPACE = uuid.UUID("8f6c2a52-5b7e-4c3e-9a61-0d3f1f6a2b10")
 
 
@@ -107,6 +110,37 @@ class _Chain:
         return event
 
 
+@dataclass
+class _Step:
+    """One playbook's remediation of one trigger, while it is being decided and run."""
+
+    playbook: Playbook
+    trigger: Event
+    rid: str
+    target: str
+    chain: _Chain
+    base: dict[str, Any]
+    risk: Risk
+    decided_at: datetime
+
+    def skipped(self, reason: str, detail: str, **extra: Any) -> Outcome:
+        self.chain.emit(
+            "playbook.skipped", {**self.base, "reason": reason, "detail": detail, **extra}
+        )
+        return Outcome(
+            self.playbook.id,
+            "skipped" if reason != "dry_run" else "dry_run",
+            f"{reason}: {detail}",
+            self.rid,
+            self.risk.value,
+            extra.get("plan", []),
+        )
+
+
+def remediation_lock(paths: HomePaths, rid: str) -> FileLock:
+    return file_lock(paths.root / "remediations" / f"{rid}.lock")
+
+
 class Reactor:
     """Processes events in log order against a set of playbooks."""
 
@@ -121,6 +155,8 @@ class Reactor:
         state: ReactorState | None = None,
         sleep: Callable[[float], None] = time.sleep,
         plan_actions: bool = True,
+        clock: Callable[[], datetime] | None = lambda: datetime.now(UTC),
+        keep: timedelta = timedelta(days=2),
     ) -> None:
         self.index = index
         self.bus = bus
@@ -130,6 +166,9 @@ class Reactor:
         self.state = state or ReactorState()
         self.sleep = sleep
         self.plan_actions = plan_actions
+        self.clock = clock
+        self.keep = keep
+        self._handled = 0
         self.lock = file_lock(settings.paths.root / "reactor.lock")
         self._seen: set[str] = set()
         self._cursor: Cursor | None = None
@@ -143,7 +182,7 @@ class Reactor:
                 continue
             for playbook in self.index.match(event):
                 if playbook.trigger.threshold is not None:
-                    self.state.count_match(playbook, event)
+                    self.state.count_match(playbook, event, self._now(event))
 
     def _observe(self, event: Event) -> None:
         if event.source == REACTOR_SOURCE and event.id not in self._seen:
@@ -165,20 +204,36 @@ class Reactor:
 
     # ------------------------------------------------------------ processing
     def process(self, event: Event) -> list[Outcome]:
-        """Handle one event; returns what happened for each matching playbook."""
+        """Handle one event; returns what happened for each matching playbook.
+
+        Nothing an event holds, and nothing a playbook does, stops the reactor: a failure
+        becomes a ``failed`` outcome and the next event is handled.
+        """
         self._observe(event)
         if event.source == REACTOR_SOURCE:
             return []  # the reactor never reacts to its own steps
+        self._handled += 1
+        if self._handled % 1000 == 0:
+            self.state.prune(self._now(event), self.keep)
         outcomes = []
         for playbook in self.index.match(event):
             try:
                 outcomes.append(self._handle(playbook, event))
-            except AIOSError as exc:  # a remediation that cannot proceed must not stop the rest
-                outcomes.append(Outcome(playbook.id, "failed", str(exc)))
+            except Exception as exc:  # the remediation fails; the reactor goes on
+                logger.exception("playbook %s on %s", playbook.id, event.id)
+                outcomes.append(Outcome(playbook.id, "failed", f"{type(exc).__name__}: {exc}"))
         return outcomes
 
+    def _now(self, trigger: Event) -> datetime:
+        """When a decision about ``trigger`` is made: the wall clock (a trigger dated later is
+        taken as now); without a clock (a simulation of history), the trigger's own time."""
+        if self.clock is None:
+            return trigger.time
+        return min(trigger.time, self.clock())
+
     def _handle(self, playbook: Playbook, trigger: Event) -> Outcome:
-        reached, count, group = self.state.count_match(playbook, trigger)
+        decided_at = self._now(trigger)
+        reached, count, group = self.state.count_match(playbook, trigger, decided_at)
         if not reached:
             threshold = playbook.trigger.threshold
             assert threshold is not None
@@ -192,21 +247,31 @@ class Reactor:
         labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
         chain = _Chain(self.bus, trigger, labels)
         risk = playbook.effective_risk()
-        base = {"remediation_id": rid, "playbook": playbook.id, "target": target}
-
-        def skipped(reason: str, detail: str, **extra: Any) -> Outcome:
-            chain.emit("playbook.skipped", {**base, "reason": reason, "detail": detail, **extra})
-            return Outcome(
-                playbook.id,
-                "skipped" if reason != "dry_run" else "dry_run",
-                f"{reason}: {detail}",
-                rid,
-                risk.value,
-                extra.get("plan", []),
-            )
-
+        base = {
+            "remediation_id": rid,
+            "playbook": playbook.id,
+            "target": target,
+            "decided_at": decided_at.isoformat(),
+        }
+        step = _Step(playbook, trigger, rid, target, chain, base, risk, decided_at)
         if not playbook.enabled:
-            return skipped("disabled", "the playbook is disabled")
+            return step.skipped("disabled", "the playbook is disabled")
+        # One runner per remediation, across threads and processes, for its whole run; a
+        # crashed runner releases it (the lock is an flock), so a retry can resume.
+        run_lock = remediation_lock(self.settings.paths, rid)
+        if not run_lock.try_acquire():
+            return Outcome(playbook.id, "skipped", "running in another process or thread", rid)
+        try:
+            return self._decide_and_run(step)
+        finally:
+            run_lock.release()
+            record = self.state.record(rid)
+            if record is not None and record.finished:  # nobody will take it again
+                run_lock.path.unlink(missing_ok=True)
+                forget_lock(run_lock.path)
+
+    def _decide_and_run(self, step: _Step) -> Outcome:
+        playbook, trigger, rid = step.playbook, step.trigger, step.rid
         with self.lock:
             self._refresh()
             record = self.state.record(rid)
@@ -214,19 +279,10 @@ class Reactor:
                 return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
             resuming = record is not None
             if not resuming:
-                throttled, throttle_group, last = self.state.throttled(playbook, trigger)
-                if throttled:
-                    return skipped(
-                        "throttled", f"fired for {throttle_group} at {last:%Y-%m-%d %H:%M:%S}Z"
-                    )
-                breaker = self.state.breaker(playbook, target, trigger.time)
-                if breaker.open:
-                    return skipped("breaker_open", breaker.reason, breaker=breaker.to_dict())
-                flapping = self._flapping(playbook, target, trigger, chain)
-                if flapping:
-                    return skipped("breaker_open", flapping, breaker={"flapping": True})
-            else:
-                breaker = self.state.breaker(playbook, target, trigger.time)
+                blocked = self._blocked(step)
+                if blocked is not None:
+                    return blocked
+            breaker = self.state.breaker(playbook, step.target, step.decided_at)
         contexts = [self._context(trigger, rid, i) for i in range(len(playbook.actions))]
         try:
             plans = (
@@ -234,16 +290,16 @@ class Reactor:
                 if self.plan_actions
                 else [unplanned(a) for a in playbook.actions]
             )
-        except (AIOSError, OSError) as exc:
-            return skipped("plan_failed", f"could not plan the actions: {exc}")
+        except Exception as exc:  # a plan that cannot be made runs nothing
+            return step.skipped("plan_failed", f"could not plan the actions: {exc}")
         plan_dicts = [p.to_dict() for p in plans]
         explanation = self.index.explain(playbook.id, trigger)
-        chain.emit(
+        step.chain.emit(
             "playbook.matched",
             {
-                **base,
+                **step.base,
                 "risk": playbook.risk.value,
-                "effective_risk": risk.value,
+                "effective_risk": step.risk.value,
                 "needs_approval": playbook.needs_approval(),
                 "plan": plan_dicts,
                 "explanation": explanation.to_dict(),
@@ -252,9 +308,12 @@ class Reactor:
             },
         )
         if self.dry_run:
-            return skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
-        if playbook.needs_approval() and rid not in self.state.approved:
-            decision = self._approve(playbook, trigger, rid, risk, plans, breaker.to_dict(), chain)
+            return step.skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
+        # Only a remediation that already started (and so was approved) may skip the question.
+        if playbook.needs_approval() and not (resuming and rid in self.state.approved):
+            decision = self._approve(
+                playbook, trigger, rid, step.risk, plans, breaker.to_dict(), step.chain
+            )
             if decision is not None:
                 return decision
         with self.lock:
@@ -263,21 +322,39 @@ class Reactor:
             if record is not None and record.finished:
                 return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
             if record is None:
-                throttle = playbook.trigger.throttle
-                chain.emit(
+                blocked = self._blocked(step)  # throttle and breaker again, after the wait
+                if blocked is not None:
+                    return blocked
+                step.chain.emit(
                     "remediation.started",
                     {
-                        **base,
+                        **step.base,
                         "trigger_id": trigger.id,
-                        "throttle_key": self.state.throttled(playbook, trigger)[1]
-                        if throttle
+                        "throttle_key": self.state.throttled(playbook, trigger, step.decided_at)[1]
+                        if playbook.trigger.throttle
                         else None,
-                        "risk": risk.value,
+                        "risk": step.risk.value,
                         "actions": [a.type for a in playbook.actions],
                     },
                 )
                 self._refresh()
-        return self._run(playbook, trigger, rid, target, contexts, plans, chain, base, risk)
+        return self._run(
+            playbook, trigger, rid, step.target, contexts, plans, step.chain, step.base, step.risk
+        )
+
+    def _blocked(self, step: _Step) -> Outcome | None:
+        """A skip (recorded) if the throttle, the breaker or flapping stops this run now."""
+        playbook, trigger = step.playbook, step.trigger
+        throttled, group, last = self.state.throttled(playbook, trigger, step.decided_at)
+        if throttled and last is not None:
+            return step.skipped("throttled", f"fired for {group} at {last:%Y-%m-%d %H:%M:%S}Z")
+        breaker = self.state.breaker(playbook, step.target, step.decided_at)
+        if breaker.open:
+            return step.skipped("breaker_open", breaker.reason, breaker=breaker.to_dict())
+        flapping = self._flapping(playbook, step.target, step.decided_at, step.chain)
+        if flapping:
+            return step.skipped("breaker_open", flapping, breaker={"flapping": True})
+        return None
 
     # -------------------------------------------------------------- pieces
     def _context(self, trigger: Event, rid: str, index: int) -> ActionContext:
@@ -293,14 +370,14 @@ class Reactor:
 
         return action_context(self.settings, trigger, rid, index, emit)
 
-    def _flapping(self, playbook: Playbook, target: str, trigger: Event, chain: _Chain) -> str:
+    def _flapping(self, playbook: Playbook, target: str, at: datetime, chain: _Chain) -> str:
         limits = playbook.limits
         for action in playbook.actions:
-            runs = self.state.flapping(action.type, target, limits.flap_window, trigger.time)
+            runs = self.state.flapping(action.type, target, limits.flap_window, at)
             if runs >= limits.flap_count:
                 key = (action.type, target)
                 alerted = self.state.flapping_alerted.get(key)
-                if alerted is None or trigger.time - alerted > limits.flap_window:
+                if alerted is None or at - alerted > limits.flap_window:
                     chain.emit(
                         "breaker.flapping",
                         {
@@ -309,6 +386,7 @@ class Reactor:
                             "target": target,
                             "runs": runs,
                             "window": str(limits.flap_window),
+                            "decided_at": at.isoformat(),
                         },
                         Severity.HIGH,
                     )
@@ -409,7 +487,7 @@ class Reactor:
             chain.emit("action.started", {**step, "plan": plans[index].summary})
             try:
                 undo = action.execute(ctx)
-            except (AIOSError, OSError) as exc:
+            except Exception as exc:  # whatever went wrong, undo what ran before it
                 chain.emit("action.failed", {**step, "error": str(exc)[:2000]}, Severity.MEDIUM)
                 restored = self._rollback(executed, contexts, chain, base)
                 outcome = "failed"
@@ -427,11 +505,12 @@ class Reactor:
                 return Outcome(
                     playbook.id, outcome, f"{action.type} failed: {exc}", rid, risk.value
                 )
-            chain.emit(
-                "action.completed",
-                {**step, "undo": undo, "reversible": action.is_reversible(), "target": target},
-            )
             executed.append((index, action, undo))
+            completed = {**step, "reversible": action.is_reversible(), "target": target}
+            try:
+                chain.emit("action.completed", {**completed, "undo": undo})
+            except EventValidationError as exc:  # keep going; the undo lives in memory only
+                chain.emit("action.completed", {**completed, "undo": {}, "undo_error": str(exc)})
         if playbook.verify is None:
             chain.emit(
                 "remediation.finished",
@@ -441,7 +520,15 @@ class Reactor:
             return Outcome(
                 playbook.id, "unverified", "no verify: not counted as a success", rid, risk.value
             )
-        result = self._verify(playbook, trigger)
+        try:
+            result = self._verify(playbook, trigger)
+        except Exception as exc:  # a probe that breaks is a verify that did not pass
+            result = VerifyResult(
+                False,
+                playbook.verify.probe,
+                playbook.verify.expect,
+                reason=f"the probe failed: {type(exc).__name__}: {exc}",
+            )
         if result.passed:
             chain.emit("verify.passed", {**base, **result.to_dict()})
             chain.emit(
@@ -506,7 +593,7 @@ class Reactor:
                     Severity.HIGH,
                 )
                 continue
-            except (AIOSError, OSError) as exc:
+            except Exception as exc:  # a failed undo is escalated with the others
                 stuck.append(f"{action.type}: {exc}")
                 chain.emit(
                     "rollback.failed",

@@ -76,15 +76,29 @@ def state_window(playbooks: Iterable[Playbook]) -> timedelta:
     return longest
 
 
-def warm_up(reactor: Reactor, paths: HomePaths, upto_seq: int, now: datetime) -> int:
-    """Rebuild ``reactor``'s state from the window before ``upto_seq``; returns events seen."""
+def warm_up(
+    reactor: Reactor,
+    paths: HomePaths,
+    upto_seq: int,
+    now: datetime,
+    *,
+    exclude: set[str] | None = None,
+) -> int:
+    """Rebuild ``reactor``'s state; returns how many events it read.
+
+    The reactor's own steps are read up to the end of the log (a remediation a crashed run
+    started after ``upto_seq`` must be seen, or its actions would run again); the triggers
+    counted toward thresholds only up to ``upto_seq`` (those after it will be processed).
+    ``exclude`` leaves out events by id.
+    """
     since = now - state_window(reactor.index.playbooks.values())
-    types = list(REACTOR_TYPES)
-    types += [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
+    triggers = [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
     with open_store(paths) as con:
-        history = [event for _, event in events_between(con, since, upto_seq, types)]
-    reactor.warm_up(history)
-    return len(history)
+        own = list(events_between(con, since, last_seq(con), REACTOR_TYPES))
+        counted = list(events_between(con, since, upto_seq, triggers)) if triggers else []
+    merged = {seq: event for seq, event in own + counted if event.id not in (exclude or ())}
+    reactor.warm_up(merged[seq] for seq in sorted(merged))
+    return len(merged)
 
 
 def _purge_trash(bus: EventBus, paths: HomePaths, retention: timedelta) -> None:
@@ -143,7 +157,7 @@ def react(
     if not dry_run:
         _purge_trash(bus, paths, trash_retention)
     reactor = Reactor(index, bus, settings, approver, dry_run=dry_run)
-    reactor.start_following(bus.log.end())
+    reactor.start_following(bus.log.end())  # before the warm-up: nothing falls in between
     report.warmed_up = warm_up(reactor, paths, start, datetime.now().astimezone())
     position = start
     while True:

@@ -83,7 +83,7 @@ class _SimulatingReactor(Reactor):
             chain.emit(
                 "action.completed",
                 {**base, "index": index, "action": action.type, "undo": {}, "target": target},
-            )
+            )  # base carries decided_at: the trigger's own time in a simulation
         chain.emit("remediation.finished", {**base, "outcome": "simulated"})
         self._refresh()
         return Outcome(playbook.id, "simulated", "would run", rid, risk.value)
@@ -106,7 +106,7 @@ def simulate(
             settings.approval_timeout_s,
         )
         reactor = _SimulatingReactor(
-            index, bus, scratch_settings, PolicyApprover(True), plan_actions=False
+            index, bus, scratch_settings, PolicyApprover(True), plan_actions=False, clock=None
         )
         for event in history:
             if event.source == REACTOR_SOURCE:

@@ -52,6 +52,7 @@ class RemediationRecord:
     started: datetime
     finished: bool = False
     outcome: str | None = None
+    ended: datetime | None = None
     completed_actions: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -91,25 +92,31 @@ class ReactorState:
 
     # ------------------------------------------------------------- observing
     def observe(self, event: Event) -> None:
-        """Update from one of the reactor's own events (others are ignored here)."""
+        """Update from one of the reactor's own events (others are ignored here).
+
+        Times come from the ``decided_at`` the reactor recorded (the clock of its decision),
+        falling back to the event's own time.
+        """
         if event.source != REACTOR_SOURCE:
             return
         payload = event.payload
         rid = payload.get("remediation_id")
+        at = _decided_at(event)
         if event.type == "remediation.started" and isinstance(rid, str):
             record = RemediationRecord(
-                rid, str(payload.get("playbook")), str(payload.get("target")), event.time
+                rid, str(payload.get("playbook")), str(payload.get("target")), at
             )
             self.remediations[rid] = record
             self.runs.setdefault((record.playbook, record.target), []).append(record)
             throttle_key = payload.get("throttle_key")
             if isinstance(throttle_key, str):
-                self.fired[(record.playbook, throttle_key)] = event.time
+                self.fired[(record.playbook, throttle_key)] = at
         elif event.type == "remediation.finished" and isinstance(rid, str):
             finished = self.remediations.get(rid)
             if finished is not None:
                 finished.finished = True
                 finished.outcome = str(payload.get("outcome"))
+                finished.ended = at
         elif event.type == "action.completed" and isinstance(rid, str):
             running = self.remediations.get(rid)
             if running is not None:
@@ -117,63 +124,82 @@ class ReactorState:
                     payload.get("undo") or {}
                 )
             key = (str(payload.get("action")), str(payload.get("target")))
-            self.actions.setdefault(key, deque()).append(event.time)
+            self.actions.setdefault(key, deque()).append(at)
         elif event.type == "approval.granted" and isinstance(rid, str):
             self.approved.add(rid)
         elif event.type == "breaker.flapping":
             key = (str(payload.get("action")), str(payload.get("target")))
-            self.flapping_alerted[key] = event.time
+            self.flapping_alerted[key] = at
 
-    def count_match(self, playbook: Playbook, event: Event) -> tuple[bool, int, str]:
-        """Count a matching event toward the threshold; (reached, count, group)."""
+    def count_match(
+        self, playbook: Playbook, event: Event, now: datetime | None = None
+    ) -> tuple[bool, int, str]:
+        """Count a matching event toward the threshold; (reached, count, group).
+
+        An event dated after ``now`` counts as happening now.
+        """
         threshold = playbook.trigger.threshold
         if threshold is None:
             return True, 1, "*"
         group = group_key(event, threshold.group_by)
         window = self.thresholds.setdefault((playbook.id, group), deque())
-        window.append(event.time)
-        horizon = event.time - threshold.within
-        while window and window[0] < horizon:
+        at = min(event.time, now) if now is not None else event.time
+        window.append(at)
+        if len(window) > 1 and window[-2] > at:  # arrived out of order: keep the window sorted
+            window = self.thresholds[(playbook.id, group)] = deque(sorted(window))
+        latest = window[-1]
+        while window and window[0] < latest - threshold.within:
             window.popleft()
-        return len(window) >= threshold.count, len(window), group
+        inside = sum(1 for t in window if at - threshold.within <= t <= at)
+        return inside >= threshold.count, inside, group
 
     # --------------------------------------------------------------- asking
-    def throttled(self, playbook: Playbook, event: Event) -> tuple[bool, str, datetime | None]:
+    def throttled(
+        self, playbook: Playbook, event: Event, now: datetime | None = None
+    ) -> tuple[bool, str, datetime | None]:
         throttle = playbook.trigger.throttle
         if throttle is None:
             return False, "*", None
         group = group_key(event, throttle.group_by)
         last = self.fired.get((playbook.id, group))
-        if last is not None and event.time - last < throttle.once_within:
+        at = now or event.time
+        if last is not None and timedelta(0) <= at - last < throttle.once_within:
             return True, group, last
         return False, group, last
 
     def breaker(self, playbook: Playbook, target: str, now: datetime) -> BreakerStatus:
+        """Open or closed, and why. The run limit is a hard cap; after ``failures_to_open``
+        consecutive failures the breaker stays open for ``cooldown``, then lets one trial
+        through (if the run limit allows); a success closes it, anything else starts another
+        cooldown. A trial that never finished is given up on after ``trial_timeout``."""
         limits = playbook.limits
         history = self.runs.get((playbook.id, target), [])
-        recent = [r for r in history if now - r.started < limits.window]
+        recent = [r for r in history if timedelta(0) <= now - r.started < limits.window]
         status = BreakerStatus(False, runs_in_window=len(recent))
         streak, last_failure = 0, None
         for record in reversed(history):
             if not record.finished or record.outcome not in (SUCCESS, *FAILURES):
-                continue  # running, unverified or skipped: neither opens nor closes it
+                continue  # running, unverified or skipped: not counted in the streak
             if record.outcome == SUCCESS:
                 break
             streak += 1
             last_failure = last_failure or record.started
         status.consecutive_failures = streak
         if streak >= limits.failures_to_open and last_failure is not None:
-            trial_running = any(not r.finished for r in history if r.started > last_failure)
-            if now - last_failure < limits.cooldown:
+            trials = [r for r in history if r.started > last_failure]
+            abandoned = self.trial_timeout(playbook)
+            running = [r for r in trials if not r.finished and now - r.started < abandoned]
+            since = max([last_failure, *(r.ended or r.started for r in trials if r.finished)])
+            if running:
+                status.open = True
+                status.reason = "a trial run after the cooldown is still in progress"
+                return status
+            if now - since < limits.cooldown:
                 status.open = True
                 status.reason = (
                     f"{streak} consecutive failures; cooling down for "
-                    f"{_short(limits.cooldown - (now - last_failure))}"
+                    f"{_short(limits.cooldown - (now - since))}"
                 )
-                return status
-            if trial_running:
-                status.open = True
-                status.reason = "a trial run after the cooldown is still in progress"
                 return status
             status.half_open = True
         if len(recent) >= limits.max_runs:
@@ -183,6 +209,35 @@ class ReactorState:
                 f"(limit {limits.max_runs})"
             )
         return status
+
+    @staticmethod
+    def trial_timeout(playbook: Playbook) -> timedelta:
+        verify = playbook.verify.within if playbook.verify else timedelta(0)
+        return max(timedelta(minutes=30), 2 * verify + timedelta(minutes=10))
+
+    def prune(self, now: datetime, keep: timedelta) -> None:
+        """Forget what is older than ``keep`` (longer than any window that reads it)."""
+        horizon = now - keep
+        for key in [k for k, w in self.thresholds.items() if not w or w[-1] < horizon]:
+            del self.thresholds[key]
+        for key in [k for k, t in self.fired.items() if t < horizon]:
+            del self.fired[key]
+        for key, records in list(self.runs.items()):
+            kept = [r for r in records if not r.finished or r.started >= horizon]
+            if kept:
+                self.runs[key] = kept
+            else:
+                del self.runs[key]
+        for rid in [
+            r for r, rec in self.remediations.items() if rec.finished and rec.started < horizon
+        ]:
+            del self.remediations[rid]
+            self.approved.discard(rid)
+        for key, times in list(self.actions.items()):
+            while times and times[0] < horizon:
+                times.popleft()
+            if not times:
+                del self.actions[key]
 
     def flapping(self, action: str, target: str, window: timedelta, now: datetime) -> int:
         """How often ``action`` completed on ``target`` within ``window`` before ``now``."""
@@ -195,6 +250,16 @@ class ReactorState:
 
     def record(self, remediation_id: str) -> RemediationRecord | None:
         return self.remediations.get(remediation_id)
+
+
+def _decided_at(event: Event) -> datetime:
+    raw = event.payload.get("decided_at")
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+    return event.time
 
 
 def _short(delta: timedelta) -> str:
