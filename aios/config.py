@@ -12,9 +12,16 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -104,6 +111,118 @@ class AgentSettings(BaseModel):
     )
 
 
+class ScoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["evolution", "ops"] = Field(
+        default="evolution", description="evolution or ops."
+    )
+    window: Duration = Field(default=timedelta(hours=24), description="Scores cover this much.")
+    weights: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per preset, component weights that replace the preset's defaults.",
+    )
+    latency_budget_ms: float = Field(
+        default=5000.0, gt=0, description="p95 task latency at which efficiency reaches 0."
+    )
+    trend_points: int = Field(default=6, ge=3, description="Scores the trend is fitted over.")
+
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, weights: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        from aios.score.engine import PRESETS
+
+        for preset, table in weights.items():
+            if preset not in PRESETS:
+                raise ValueError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+            unknown = set(table) - set(PRESETS[preset])
+            if unknown:
+                raise ValueError(
+                    f"{preset}: unknown component(s) {', '.join(sorted(unknown))} "
+                    f"(known: {', '.join(PRESETS[preset])})"
+                )
+            if any(w < 0 for w in table.values()):
+                raise ValueError(f"{preset}: weights must not be negative")
+        return weights
+
+
+class Threshold(BaseModel):
+    """Raise at ``raise_at``, clear only at ``clear_at`` (below it): hysteresis."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    raise_at: float = Field(alias="raise", ge=0, le=100, description="Percent that raises it.")
+    clear_at: float = Field(alias="clear", ge=0, le=100, description="Percent that clears it.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.clear_at > self.raise_at:
+            raise ValueError("clear must not be above raise")
+        return self
+
+
+Resource = Literal["cpu", "memory", "disk", "gpu"]
+
+
+def _default_thresholds() -> dict[Resource, Threshold]:
+    return {
+        "cpu": Threshold(raise_at=80, clear_at=70),
+        "memory": Threshold(raise_at=85, clear_at=75),
+        "disk": Threshold(raise_at=90, clear_at=80),
+        "gpu": Threshold(raise_at=90, clear_at=80),
+    }
+
+
+class MonitorSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    interval: Duration = Field(default=timedelta(minutes=5), description="Between cycles.")
+    sample: Duration = Field(
+        default=timedelta(seconds=1), description="CPU and network are measured over this."
+    )
+    thresholds: dict[Resource, Threshold] = Field(
+        default_factory=_default_thresholds, description="Per resource: raise and clear."
+    )
+    agent_memory_mb: float = Field(
+        default=1024, gt=0, description="An agent above this RSS raises agent.memory_high."
+    )
+    burst_failures: int = Field(default=3, ge=1, description="task.failed of one agent...")
+    burst_window: Duration = Field(
+        default=timedelta(minutes=10), description="...within this raise agent.degraded."
+    )
+    baseline_history: Duration = Field(
+        default=timedelta(days=7), description="History a baseline is learnt from."
+    )
+    baseline_recent: Duration = Field(
+        default=timedelta(minutes=15), description="The recent window compared with it."
+    )
+    baseline_z: float = Field(default=3.5, gt=0, description="Robust z-score that is anomalous.")
+    baseline_min_buckets: int = Field(default=6, ge=3, description="Hours of history needed.")
+    baseline_min_samples: int = Field(default=5, ge=1, description="Recent tasks needed.")
+    blocked_cooldown: Duration = Field(
+        default=timedelta(minutes=5), description="A blocked agent returns to idle after this."
+    )
+    record_score: bool = Field(default=True, description="Record the score every cycle.")
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _merge(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # a partial table keeps the other defaults
+            return {**_default_thresholds(), **value}
+        return value
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="Address the HTTP endpoint listens on.")
+    port: int = Field(default=8766, ge=1, le=65535, description="Its port.")
+    token: str | None = Field(
+        default=None, description="Bearer token; default: $AIOS_HOME/ingest.token (aios init)."
+    )
+    max_body_bytes: int = Field(default=5 * 2**20, ge=1024, description="Larger bodies: 413.")
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -115,6 +234,9 @@ class AIOSConfig(BaseSettings):
     bus: BusSettings = Field(default_factory=BusSettings)
     reactor: ReactorSettingsModel = Field(default_factory=ReactorSettingsModel)
     agents: AgentSettings = Field(default_factory=AgentSettings)
+    score: ScoreSettings = Field(default_factory=ScoreSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -230,5 +352,46 @@ trash_retention = "7d"
 
 [agents]
 # Name or command-line globs of the agent processes AIOS manages, e.g. ["*my_agent.py*"].
+# "name=glob" names the agent; otherwise the name is the glob without its wildcards.
 patterns = []
+
+[score]
+# evolution: 0.4 task success + 0.3 correction + 0.2 uptime + 0.1 learning
+# ops:       0.4 health + 0.25 efficiency + 0.25 stability + 0.1 headroom
+preset = "evolution"
+window = "24h"
+# p95 task latency at which the ops preset's efficiency reaches 0.
+latency_budget_ms = 5000
+# How many recorded scores the trend is fitted over.
+trend_points = 6
+# Replace a preset's weights, e.g.:
+# [score.weights.evolution]
+# task_success_rate = 0.5
+# correction_rate = 0.3
+# uptime = 0.2
+# learning = 0.0
+
+[monitor]
+interval = "5m"            # between cycles of `aios monitor` (and the monitor flow)
+sample = "1s"              # CPU and network rates are measured over this
+agent_memory_mb = 1024     # an agent above this RSS raises agent.memory_high
+burst_failures = 3         # this many task.failed of one agent...
+burst_window = "10m"       # ...within this raise agent.degraded
+baseline_history = "7d"    # latency and error-rate baselines learn from this much history
+baseline_recent = "15m"    # and compare this recent window with it
+baseline_z = 3.5           # robust z-score beyond which it is an anomaly
+blocked_cooldown = "5m"    # a blocked agent returns to idle after this
+record_score = true        # record the score (score.updated) every cycle
+
+[monitor.thresholds]       # percent: raise at the first number, clear below the second
+cpu = { raise = 80, clear = 70 }
+memory = { raise = 85, clear = 75 }
+disk = { raise = 90, clear = 80 }
+gpu = { raise = 90, clear = 80 }
+
+[ingest]
+# POST /events on http://host:port with "Authorization: Bearer <token>".
+host = "127.0.0.1"
+port = 8766
+# token = "..."            # default: the one in $AIOS_HOME/ingest.token
 """

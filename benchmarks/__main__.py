@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
         table.add_column("target")
         for key, value in data["results"].items():
             target = data["targets"].get(key, "")
-            mark = "" if not target else (" ✓" if data["met"][key] else " ✗")
+            mark = "" if key not in data["met"] else (" ✓" if data["met"][key] else " ✗")
             table.add_row(key, str(value), target + mark)
         console.print(table)
         all_met = all_met and all(data["met"].values())

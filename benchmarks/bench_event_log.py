@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import in_fresh_process, machine, percentile, temp_home, write_result
+from benchmarks.common import finish, in_fresh_process, percentile, temp_home
 
 TARGETS = {
     "batch_ingest_events_per_s": (">=", 100_000),
@@ -169,16 +169,4 @@ def run(quick: bool = False) -> dict[str, Any]:
         results["ratio_single_emit_vs_sqlite"] = round(results["emit_per_s"] / baseline, 2)
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    met = {
-        key: (results[key] >= target if op == ">=" else results[key] <= target)
-        for key, (op, target) in TARGETS.items()
-    }
-    data = {
-        "benchmark": "event_log",
-        "machine": machine(),
-        "results": results,
-        "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
-        "met": met,
-    }
-    write_result("event_log", data)
-    return data
+    return finish("event_log", results, TARGETS, write=not quick)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import in_fresh_process, machine, temp_home, write_result
+from benchmarks.common import finish, in_fresh_process, temp_home
 
 SIZES = (10, 100, 1000, 10_000)
 TARGETS = {"match_events_per_s_1000": (">=", 100_000)}
@@ -169,16 +169,4 @@ def run(quick: bool = False) -> dict[str, Any]:
     results["flatness_10000_vs_10"] = round(
         results["match_events_per_s_10000"] / results["match_events_per_s_10"], 2
     )
-    met = {
-        key: (results[key] >= target if op == ">=" else results[key] <= target)
-        for key, (op, target) in TARGETS.items()
-    }
-    data = {
-        "benchmark": "matching",
-        "machine": machine(),
-        "results": results,
-        "targets": {k: f"{op} {v}" for k, (op, v) in TARGETS.items()},
-        "met": met,
-    }
-    write_result("matching", data)
-    return data
+    return finish("matching", results, TARGETS, write=not quick)

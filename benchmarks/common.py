@@ -9,7 +9,7 @@ import platform
 import resource
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,3 +68,29 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
+
+
+def finish(
+    name: str,
+    results: dict[str, Any],
+    targets: Mapping[str, tuple[str, float]],
+    *,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Judge ``results`` against ``targets`` (those measured); write the JSON unless a quick
+    run (which is not a measurement to keep); return it."""
+    met = {
+        key: (results[key] >= target if op == ">=" else results[key] <= target)
+        for key, (op, target) in targets.items()
+        if key in results  # a quick run may skip what a target is about
+    }
+    data = {
+        "benchmark": name,
+        "machine": machine(),
+        "results": results,
+        "targets": {k: f"{op} {v}" for k, (op, v) in targets.items()},
+        "met": met,
+    }
+    if write:
+        write_result(name, data)
+    return data

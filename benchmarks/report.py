@@ -22,7 +22,7 @@ def render() -> str:
         )
         for key, value in data["results"].items():
             target = data["targets"].get(key, "")
-            met = "" if not target else ("yes" if data["met"][key] else "**no**")
+            met = "" if key not in data["met"] else ("yes" if data["met"][key] else "**no**")
             parts.append(f"| {key} | {value} | {target} | {met} |")
         parts.append("")
     return "\n".join(parts)

@@ -171,12 +171,13 @@ def _state_checks(playbook: Any, event: Any) -> dict[str, Any]:
     )
     with open_store(paths) as con:
         upto = last_seq(con)
-    warm_up(reactor, paths, upto, datetime.now(UTC))
+    warm_up(reactor, paths, upto, datetime.now(UTC), exclude={event.id})
     state = reactor.state
-    reached, count, group = state.count_match(playbook, event)
-    throttled, throttle_group, last = state.throttled(playbook, event)
+    now = min(event.time, datetime.now(UTC))
+    reached, count, group = state.count_match(playbook, event, now)
+    throttled, throttle_group, last = state.throttled(playbook, event, now)
     target = target_key(event, playbook)
-    breaker = state.breaker(playbook, target, event.time)
+    breaker = state.breaker(playbook, target, now)
     threshold = playbook.trigger.threshold
     return {
         "threshold": None

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import duckdb
 
 # Modules that register built-in projections when imported.
-BUILTIN_PROJECTION_MODULES: tuple[str, ...] = ()
+BUILTIN_PROJECTION_MODULES: tuple[str, ...] = ("aios.score.projections",)
 
 
 @runtime_checkable

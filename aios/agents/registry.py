@@ -1,0 +1,107 @@
+"""What is known about each agent: state, since when, success rate, last error, processes.
+
+``pick_agent`` chooses an idle, healthy agent for new work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+
+from aios.observe.agents import agent_tasks
+
+
+@dataclass
+class AgentView:
+    agent: str
+    state: str
+    since: datetime | None
+    completed: int
+    failed: int
+    success_rate: float | None
+    last_error: str | None
+    last_seen: datetime | None
+    processes: int | None
+    rss_mb: float | None
+    cpu_percent: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("since", "last_seen"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def current_states(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, datetime]]:
+    """Each agent's latest state and when it was entered."""
+    rows = con.execute(
+        "SELECT payload->>'agent', arg_max(payload->>'to', seq), max(time) FROM events "
+        "WHERE type = 'agent.state_changed' GROUP BY 1"
+    ).fetchall()
+    return {agent: (state, since) for agent, state, since in rows if agent}
+
+
+def agent_views(
+    con: duckdb.DuckDBPyConnection, now: datetime, window: timedelta = timedelta(hours=24)
+) -> list[AgentView]:
+    states = current_states(con)
+    tasks = agent_tasks(con, now - window)
+    metrics: dict[str, dict[str, Any]] = {}
+    for agent, payload in con.execute(
+        "SELECT labels->>'agent', arg_max(payload, seq) FROM events "
+        "WHERE type = 'agent.metrics' AND time >= ? GROUP BY 1",
+        [now - window],
+    ).fetchall():
+        metrics[agent] = orjson.loads(payload)
+    views = []
+    for agent in sorted(set(states) | set(tasks) | set(metrics)):
+        state, since = states.get(agent, ("idle", None))
+        task = tasks.get(agent)
+        metric = metrics.get(agent, {})
+        views.append(
+            AgentView(
+                agent=agent,
+                state=state,
+                since=since,
+                completed=task.completed if task else 0,
+                failed=task.failed if task else 0,
+                success_rate=task.success_rate if task else None,
+                last_error=task.last_error if task else None,
+                last_seen=task.last_seen if task else None,
+                processes=metric.get("processes"),
+                rss_mb=metric.get("rss_mb"),
+                cpu_percent=metric.get("cpu_percent"),
+            )
+        )
+    return views
+
+
+def pick_agent(
+    con: duckdb.DuckDBPyConnection,
+    now: datetime,
+    *,
+    candidates: list[str] | None = None,
+    min_success_rate: float = 0.5,
+) -> str | None:
+    """An idle, healthy agent for new work: the best success rate, then the longest idle.
+
+    Agents with no task history count as healthy. None when no agent qualifies.
+    """
+    best: tuple[float, float, str] | None = None
+    for view in agent_views(con, now):
+        if candidates is not None and view.agent not in candidates:
+            continue
+        if view.state != "idle":
+            continue
+        rate = 1.0 if view.success_rate is None else view.success_rate
+        if rate < min_success_rate:
+            continue
+        idle_for = (now - view.since).total_seconds() if view.since else float("inf")
+        key = (rate, idle_for, view.agent)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best else None

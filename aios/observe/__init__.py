@@ -1,0 +1,1 @@
+"""Observing: host and agent collectors, thresholds, baselines, bursts, inbox and HTTP ingest."""

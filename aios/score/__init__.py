@@ -1,0 +1,1 @@
+"""Scoring the system: components over a window, presets, grades, trends and alerts."""
