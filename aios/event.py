@@ -76,7 +76,8 @@ RESERVED_SOURCE_PREFIX = "aios."
 
 def check_outside_source(source: str) -> None:
     """Raise EventValidationError if an event from outside claims an AIOS component's source."""
-    if source.startswith(RESERVED_SOURCE_PREFIX) or source == "aios":
+    normal = source.strip().casefold()
+    if normal.startswith(RESERVED_SOURCE_PREFIX) or normal == "aios":
         raise EventValidationError(
             f"{source!r}: sources starting with {RESERVED_SOURCE_PREFIX!r} belong to AIOS",
             field="source",

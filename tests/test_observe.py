@@ -272,10 +272,38 @@ def test_a_file_whose_events_were_committed_before_a_crash_is_not_taken_twice(
     drop(home, "b.jsonl", [{"type": "agent.note", "payload": {"n": 1}}])
     ingest_inbox(aios.bus(), home)
     [done] = (inbox_dir(home) / "done").iterdir()
-    done.rename(inbox_dir(home) / "processing" / "b.jsonl")  # as if it crashed before moving
+    done.rename(inbox_dir(home) / "processing" / done.name)  # as if it crashed before moving
     report = ingest_inbox(aios.bus(), home)
     assert report.skipped_already_consumed == 1 and report.accepted == 0
     assert sum(1 for e in EventLog(home.events).events() if e.type == "agent.note") == 1
+
+
+def test_the_same_bytes_dropped_again_are_new_events_and_nothing_is_overwritten(
+    home: HomePaths,
+) -> None:
+    lines = [{"type": "agent.note", "payload": {"n": 1}}]
+    drop(home, "same.jsonl", lines)
+    ingest_inbox(aios.bus(), home)
+    drop(home, "same.jsonl", lines)  # the same batch sent again: new events, not a duplicate
+    ingest_inbox(aios.bus(), home)
+    leftover = inbox_dir(home) / "processing" / f"{uuid.uuid4()}-same.jsonl"
+    leftover.write_bytes(b'{"type": "agent.other"}\n')  # a crashed run's claim
+    drop(home, "same.jsonl", [{"type": "agent.third"}])  # a new file of the same name
+    ingest_inbox(aios.bus(), home)
+    types = [e.type for e in EventLog(home.events).events() if e.type.startswith("agent.")]
+    assert sorted(types) == ["agent.note", "agent.note", "agent.other", "agent.third"]
+
+
+def test_a_symlink_in_the_inbox_is_never_read(home: HomePaths, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:HASH:0:0\n")
+    inbox_dir(home).mkdir(parents=True, exist_ok=True)
+    (inbox_dir(home) / "evil.jsonl").symlink_to(secret)
+    report = ingest_inbox(aios.bus(), home)
+    assert report.rejected == 1 and report.accepted == 0
+    [rejected] = (inbox_dir(home) / "rejected").iterdir()
+    assert "HASH" not in rejected.read_text() and "symlink" in rejected.read_text()
+    assert rejected.stat().st_mode & 0o077 == 0
 
 
 # ---------------------------------------------------------------- HTTP ingest

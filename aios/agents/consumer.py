@@ -20,12 +20,27 @@ CONSUMER = "lifecycle"
 _TRAILING_FAILURES = """
 WITH last_ok AS (
     SELECT coalesce(labels->>'agent', source) AS agent, max(seq) AS seq
-    FROM events WHERE type = 'task.completed' AND seq <= ? GROUP BY 1
+    FROM events WHERE type IN ('task.completed', 'agent.reset') AND seq <= ? GROUP BY 1
 )
 SELECT coalesce(e.labels->>'agent', e.source) AS agent, count(*)
 FROM events e LEFT JOIN last_ok ON last_ok.agent = coalesce(e.labels->>'agent', e.source)
 WHERE e.type = 'task.failed' AND e.seq <= ? AND e.seq > coalesce(last_ok.seq, 0)
 GROUP BY 1
+"""
+
+
+_SINCE_ENTERED = """
+WITH entered AS (
+    SELECT payload->>'agent' AS agent, max(seq) AS seq FROM events
+    WHERE type = 'agent.state_changed' AND source = $1 GROUP BY 1
+)
+SELECT coalesce(e.labels->>'agent', e.source), e.type, e.payload->>'from', e.payload->>'to',
+       e.time
+FROM events e JOIN entered ON entered.agent = coalesce(e.labels->>'agent', e.source)
+WHERE e.seq > entered.seq AND e.seq <= $2
+  AND ((e.type = 'agent.transition_refused' AND e.source = $1)
+       OR e.type IN ('agent.memory_high', 'agent.resource_exhausted'))
+ORDER BY e.seq
 """
 
 
@@ -41,6 +56,15 @@ def run_lifecycle(
             current.state, current.since = state, since
         for agent, failures in con.execute(_TRAILING_FAILURES, [position, position]).fetchall():
             lifecycle.state(agent).consecutive_failures = int(failures)
+        # What happened since each state was entered: refusals already said, and the latest
+        # sign of exhaustion of a blocked agent (its cooldown runs from there).
+        rows = con.execute(_SINCE_ENTERED, [SOURCE, position]).fetchall()
+        for agent, kind, payload_from, payload_to, time in rows:
+            current = lifecycle.state(agent)
+            if kind == "agent.transition_refused":
+                current.refused.add((payload_from, payload_to))
+            elif current.state == "blocked" and current.since is not None:
+                current.since = max(current.since, time)
     emitted: list[Event] = []
     while True:
         with open_store(paths) as con:

@@ -8,7 +8,7 @@ States: idle, running, blocked, degraded, archived. Transitions:
     running -> degraded    3 consecutive failures (task.failed)
     blocked -> degraded    repeated failures (agent.degraded)
     idle/running -> degraded   a failure burst (agent.degraded)
-    blocked -> idle        cooldown passed
+    blocked -> idle        cooldown passed (since the latest sign of exhaustion)
     degraded -> archived   unrecoverable (agent.unrecoverable)
     any -> idle            reset (agent.reset)
 
@@ -27,6 +27,7 @@ from typing import Any
 from aios.event import Event
 
 STATES = ("idle", "running", "blocked", "degraded", "archived")
+EXHAUSTION = ("agent.memory_high", "agent.resource_exhausted")
 FAILURES_TO_DEGRADE = 3
 SOURCE = "aios.lifecycle"
 
@@ -171,10 +172,11 @@ class Lifecycle:
                     )
                 else:
                     moved = self._move(current, "idle", "task failed", event)
-        elif kind in ("agent.memory_high", "agent.resource_exhausted") or (
-            kind == "resource.high" and "agent" in event.labels
-        ):
-            moved = self._move(current, "blocked", "resource exhausted", event)
+        elif kind in EXHAUSTION or (kind == "resource.high" and "agent" in event.labels):
+            if current.state == "blocked":  # still starved: the cooldown starts again
+                current.since = max(current.since or event.time, event.time)
+            else:
+                moved = self._move(current, "blocked", "resource exhausted", event)
         elif kind == "agent.degraded":
             moved = self._move(current, "degraded", "repeated failures", event)
         elif kind == "agent.unrecoverable":

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from aios.agents.lifecycle import SOURCE as LIFECYCLE_SOURCE
 from aios.observe.agents import agent_tasks
 
 
@@ -40,7 +41,8 @@ def current_states(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, datet
     """Each agent's latest state and when it was entered."""
     rows = con.execute(
         "SELECT payload->>'agent', arg_max(payload->>'to', seq), max(time) FROM events "
-        "WHERE type = 'agent.state_changed' GROUP BY 1"
+        "WHERE type = 'agent.state_changed' AND source = ? GROUP BY 1",
+        [LIFECYCLE_SOURCE],
     ).fetchall()
     return {agent: (state, since) for agent, state, since in rows if agent}
 

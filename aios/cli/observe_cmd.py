@@ -10,6 +10,7 @@ import typer
 from rich.text import Text
 
 from aios.cli.output import console, err_console, print_json, rows_table
+from aios.errors import InputError
 
 ingest_app = typer.Typer(help="Take in events from other programs over HTTP.", no_args_is_help=True)
 
@@ -36,13 +37,19 @@ def monitor(
     try:
         while True:
             started = time.monotonic()
-            report = run_cycle(default_bus(), paths, config, collector)
-            if as_json:
-                print_json(report.to_dict(), indent=once)
+            try:
+                report = run_cycle(default_bus(), paths, config, collector)
+            except Exception as exc:  # a loop keeps going; a single cycle reports it
+                if once:
+                    raise
+                err_console.print(f"cycle failed: {type(exc).__name__}: {exc}")
             else:
-                _show(report)
-            if once:
-                return
+                if as_json:
+                    print_json(report.to_dict(), indent=once)
+                else:
+                    _show(report)
+                if once:
+                    raise typer.Exit(1 if report.failed_steps else 0)
             time.sleep(max(0.0, pause.total_seconds() - (time.monotonic() - started)))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -135,11 +142,23 @@ def serve(
 
     from aios.config import load_config
     from aios.home import HomePaths
-    from aios.observe.http_ingest import create_app, ensure_token, token_path
+    from aios.observe.http_ingest import (
+        MIN_TOKEN_LENGTH,
+        create_app,
+        ensure_token,
+        token_path,
+    )
     from aios.runtime import default_bus
 
     config = load_config()
     paths = HomePaths.current()
+    if config.ingest.token is not None:
+        if paths.config.stat().st_mode & 0o077:
+            raise InputError(
+                f"{paths.config} holds [ingest] token but others can read it: chmod 600 it"
+            )
+        if len(config.ingest.token.strip()) < MIN_TOKEN_LENGTH:
+            raise InputError(f"[ingest] token must have at least {MIN_TOKEN_LENGTH} characters")
     token = config.ingest.token or ensure_token(paths)
     app = create_app(default_bus(), token, max_body_bytes=config.ingest.max_body_bytes)
     where = f"http://{host or config.ingest.host}:{port or config.ingest.port}/events"

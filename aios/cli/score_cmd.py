@@ -48,7 +48,7 @@ def score(
             weights=config.score.weights.get(chosen),
             latency_budget_ms=config.score.latency_budget_ms,
         )
-        history = previous_scores(con, chosen, config.score.trend_points - 1)
+        history = previous_scores(con, chosen, config.score.trend_points - 1, span.total_seconds())
         values = [v for v, _, _ in history if v is not None]
         trend, change = trend_of(values + ([result.value] if result.value is not None else []))
         emitted: list[Any] = []

@@ -163,7 +163,23 @@ def active_anomalies(con: duckdb.DuckDBPyConnection) -> set[tuple[str, str]]:
 def anomaly_events(
     found: list[Baseline], active: set[tuple[str, str]], z_limit: float
 ) -> list[dict[str, Any]]:
+    """Detections and clearances; an active anomaly with no recent verdict (the agent went
+    quiet) is cleared as such."""
     events = []
+    judged = {(b.agent, b.metric) for b in found}
+    for agent, metric in sorted(active - judged):
+        events.append(
+            {
+                "type": "anomaly.cleared",
+                "severity": "info",
+                "labels": {"agent": agent, "metric": metric},
+                "payload": {
+                    "agent": agent,
+                    "metric": metric,
+                    "reason": "too few recent tasks to judge",
+                },
+            }
+        )
     for baseline in found:
         key = (baseline.agent, baseline.metric)
         labels = {"agent": baseline.agent, "metric": baseline.metric}

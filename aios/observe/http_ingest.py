@@ -37,6 +37,9 @@ class Problem(BaseModel):
     detail: str = Field(description="What is wrong, naming the item and field.")
 
 
+MIN_TOKEN_LENGTH = 16
+
+
 def token_path(paths: HomePaths) -> Path:
     return paths.root / "ingest.token"
 
@@ -47,8 +50,10 @@ def ensure_token(paths: HomePaths) -> str:
     if path.exists():
         if path.stat().st_mode & 0o077:
             path.chmod(0o600)  # a token readable by others is tightened, not trusted as is
-        return path.read_text(encoding="utf-8").strip()
-    paths.root.mkdir(parents=True, exist_ok=True)
+        token = path.read_text(encoding="utf-8").strip()
+        if len(token) >= MIN_TOKEN_LENGTH:
+            return token
+    paths.root.mkdir(parents=True, exist_ok=True)  # missing, empty or too short: a new one
     token = secrets.token_urlsafe(32)
     from aios.atomic import write_atomic
 
@@ -77,13 +82,18 @@ def _problem(status: int, detail: str) -> JSONResponse:
 
 
 def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) -> FastAPI:
-    """The ingest API writing through ``bus`` and accepting ``token`` only."""
+    """The ingest API writing through ``bus`` and accepting ``token`` only.
+
+    Raises ValueError for a token shorter than 16 characters (an empty one would let anyone in).
+    """
+    if len(token.strip()) < MIN_TOKEN_LENGTH:
+        raise ValueError(f"the ingest token must have at least {MIN_TOKEN_LENGTH} characters")
     app = FastAPI(
         title="AIOS event ingest",
         version=__version__,
         description="Append events to the AIOS log. Authorization: Bearer <token>.",
     )
-    expected = token.encode()
+    expected = token.strip().encode()
 
     @app.post(
         "/events",

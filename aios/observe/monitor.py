@@ -11,6 +11,8 @@ moves agents through their lifecycle (``agent.state_changed``), records the scor
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +34,7 @@ from aios.track import track
 
 SOURCE = "aios.monitor"
 AGENT = "aios.monitor"
+logger = logging.getLogger("aios.monitor")
 
 
 @dataclass
@@ -40,6 +43,7 @@ class CycleReport:
     agents: dict[str, AgentProcesses]
     inbox: InboxReport
     emitted: list[Event] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,7 @@ class CycleReport:
                 "accepted": self.inbox.accepted,
                 "rejected": self.inbox.rejected,
             },
+            "failed_steps": self.failed_steps,
             "emitted": [
                 {
                     "type": e.type,
@@ -75,70 +80,112 @@ def run_cycle(
     collector: HostCollector | None = None,
     now: datetime | None = None,
 ) -> CycleReport:
-    """One full cycle; returns what was measured and every event emitted."""
+    """One full cycle; returns what was measured and every event emitted.
+
+    Each step runs on its own: one that fails (a locked store, a broken inbox) is recorded as
+    a ``monitor.step_failed`` event and the others still run.
+    """
     settings = config.monitor
     collector = collector or HostCollector(settings.sample.total_seconds())
-    with track("monitor.cycle", agent=AGENT, bus=bus):
+    with track("monitor.cycle", agent=AGENT, bus=bus) as task:
         snapshot = collector.collect()
         at = now or datetime.now(UTC)
         agents = agent_processes(snapshot.processes, config.agents.patterns)
-        specs: list[dict[str, Any]] = [
-            {
-                "type": "host.metrics",
-                "labels": {"host": snapshot.host},
-                "payload": snapshot.metrics_payload(),
-            }
-        ]
-        for agent in agents.values():
-            specs.append(
+        report = CycleReport(snapshot, agents, InboxReport())
+
+        def step(name: str, work: Callable[[], list[Event]]) -> None:
+            try:
+                report.emitted += work()
+            except Exception as exc:  # recorded; the cycle goes on
+                logger.exception("monitor step %s failed", name)
+                report.failed_steps.append(name)
+                report.emitted += bus.emit_many(
+                    [
+                        {
+                            "type": "monitor.step_failed",
+                            "source": SOURCE,
+                            "severity": "medium",
+                            "labels": {"step": name},
+                            "payload": {
+                                "step": name,
+                                "error_type": type(exc).__name__,
+                                "error": str(exc)[:2000],
+                            },
+                        }
+                    ]
+                )
+
+        def observe() -> list[Event]:
+            specs: list[dict[str, Any]] = [
                 {
-                    "type": "agent.metrics",
-                    "labels": {"agent": agent.agent},
-                    "payload": agent.payload(),
+                    "type": "host.metrics",
+                    "labels": {"host": snapshot.host},
+                    "payload": snapshot.metrics_payload(),
                 }
-            )
-            if agent.processes and agent.rss_mb >= settings.agent_memory_mb:
+            ]
+            for agent in agents.values():
                 specs.append(
                     {
-                        "type": "agent.memory_high",
-                        "severity": "medium",
-                        "labels": {"agent": agent.agent, "host": snapshot.host},
-                        "payload": {**agent.payload(), "limit_mb": settings.agent_memory_mb},
+                        "type": "agent.metrics",
+                        "labels": {"agent": agent.agent},
+                        "payload": agent.payload(),
                     }
                 )
-        with open_store(paths) as con:
-            active = active_highs(con, snapshot.host)
-        specs += evaluate(readings(snapshot), settings.thresholds, active, at)
-        emitted = bus.emit_many([_monitor_event(s) for s in specs])
-        inbox = ingest_inbox(bus, paths)
-        with open_store(paths) as con:
-            detected = bursts(con, at, settings.burst_failures, settings.burst_window)
-            found = baselines(
-                con,
-                at,
-                history=settings.baseline_history,
-                recent=settings.baseline_recent,
-                min_buckets=settings.baseline_min_buckets,
-                min_samples=settings.baseline_min_samples,
-            )
-            detected += anomaly_events(found, active_anomalies(con), settings.baseline_z)
-        if detected:
-            emitted += bus.emit_many([_monitor_event(s) for s in detected])
-        emitted += run_lifecycle(bus, paths, at, settings.blocked_cooldown)
-        if settings.record_score:
+                if agent.processes and agent.rss_mb >= settings.agent_memory_mb:
+                    specs.append(
+                        {
+                            "type": "agent.memory_high",
+                            "severity": "medium",
+                            "labels": {"agent": agent.agent, "host": snapshot.host},
+                            "payload": {**agent.payload(), "limit_mb": settings.agent_memory_mb},
+                        }
+                    )
+            with open_store(paths) as con:
+                active = active_highs(con, snapshot.host)
+            specs += evaluate(readings(snapshot), settings.thresholds, active, at)
+            return bus.emit_many([_monitor_event(s) for s in specs])
+
+        def inbox() -> list[Event]:
+            report.inbox = ingest_inbox(bus, paths)
+            return []
+
+        def detect() -> list[Event]:
+            with open_store(paths) as con:
+                found = bursts(con, at, settings.burst_failures, settings.burst_window)
+                baseline = baselines(
+                    con,
+                    at,
+                    history=settings.baseline_history,
+                    recent=settings.baseline_recent,
+                    min_buckets=settings.baseline_min_buckets,
+                    min_samples=settings.baseline_min_samples,
+                )
+                found += anomaly_events(baseline, active_anomalies(con), settings.baseline_z)
+            return bus.emit_many([_monitor_event(s) for s in found]) if found else []
+
+        def score() -> list[Event]:
             preset = config.score.preset
             with open_store(paths) as con:
-                score = compute(
+                result = compute(
                     con,
                     preset=preset,
                     window=config.score.window,
-                    until=at + timedelta(minutes=1),
+                    until=at,
                     weights=config.score.weights.get(preset),
                     latency_budget_ms=config.score.latency_budget_ms,
                 )
-                emitted += record(bus, con, score, trend_points=config.score.trend_points)
-        emitted += _daily_baseline(bus, paths, config, at)
-    return CycleReport(snapshot, agents, inbox, emitted)
+                return record(bus, con, result, trend_points=config.score.trend_points)
+
+        step("observe", observe)
+        step("inbox", inbox)
+        step("detect", detect)
+        step("lifecycle", lambda: run_lifecycle(bus, paths, at, settings.blocked_cooldown))
+        if settings.record_score:
+            step("score", score)
+        step("baseline", lambda: _daily_baseline(bus, paths, config, at))
+        if report.failed_steps:
+            task.set(failed_steps=report.failed_steps)
+    return report
 
 
 def _daily_baseline(
@@ -148,8 +195,9 @@ def _daily_baseline(
     day_start = at.replace(hour=0, minute=0, second=0, microsecond=0)
     with open_store(paths) as con:
         taken = con.execute(
-            "SELECT 1 FROM events WHERE type = 'baseline.snapshot' AND time >= ? LIMIT 1",
-            [day_start],
+            "SELECT 1 FROM events WHERE type = 'baseline.snapshot' AND source = ? "
+            "AND time >= ? AND time <= ? LIMIT 1",
+            [SOURCE, day_start, at + timedelta(minutes=5)],
         ).fetchall()
         if taken:
             return []

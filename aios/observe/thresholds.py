@@ -91,8 +91,27 @@ def evaluate(
     active: dict[str, datetime],
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The events these readings call for (as ``emit`` keyword dicts), given what is high."""
+    """The events these readings call for (as ``emit`` keyword dicts), given what is high.
+
+    A resource that is high but no longer read at all (a disk unmounted) is recovered, as gone.
+    """
     events = []
+    present = {reading.key for reading in current}
+    for key, went_high in active.items():
+        if key not in present:
+            labels = orjson.loads(key)
+            events.append(
+                {
+                    "type": "resource.recovered",
+                    "severity": "info",
+                    "labels": labels,
+                    "payload": {
+                        "resource": labels.get("resource"),
+                        "gone": True,
+                        "high_for_s": round((now - went_high).total_seconds(), 1),
+                    },
+                }
+            )
     for reading in current:
         limit = thresholds.get(reading.resource)
         if limit is None:

@@ -41,10 +41,20 @@ from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.probes import ProbeContext, VerifyResult, poll
 from aios.reactor.approval import ApprovalRequest, Approver
-from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
+from aios.reactor.state import REACTOR_SOURCE, REACTOR_TYPES, ReactorState, target_key
 
 logger = logging.getLogger("aios.reactor")
 _NAMESPACE = uuid.UUID("8f6c2a52-5b7e-4c3e-9a61-0d3f1f6a2b10")
+
+
+def longest_window(playbook: Playbook) -> timedelta:
+    """How far back what this playbook's decisions depend on reaches."""
+    spans = [playbook.limits.window, playbook.limits.cooldown, playbook.limits.flap_window]
+    if playbook.trigger.threshold:
+        spans.append(playbook.trigger.threshold.within)
+    if playbook.trigger.throttle:
+        spans.append(playbook.trigger.throttle.once_within)
+    return max(spans)
 
 
 def remediation_id(trigger: Event, playbook: Playbook) -> str:
@@ -167,7 +177,7 @@ class Reactor:
         self.sleep = sleep
         self.plan_actions = plan_actions
         self.clock = clock
-        self.keep = keep
+        self.keep = max(keep, *(longest_window(p) for p in index.playbooks.values()))
         self._handled = 0
         self.lock = file_lock(settings.paths.root / "reactor.lock")
         self._seen: set[str] = set()
@@ -190,13 +200,27 @@ class Reactor:
             self.state.observe(event)
 
     def _refresh(self) -> None:
-        """Take in reactor events other processes appended since we last looked."""
+        """Take in reactor events other processes appended since we last looked.
+
+        The first time, the reactor's steps of the recent past come from the store, so a
+        reactor made just now still knows what others started before it.
+        """
         if self._cursor is None:
             self._cursor = self.bus.log.end()
-            return
+            self._bootstrap()
         for event, after in self.bus.log.read(cursor=self._cursor):
             self._observe(event)
             self._cursor = after
+
+    def _bootstrap(self) -> None:
+        from aios.store import open_store
+        from aios.store.consumers import events_between, last_seq
+
+        since = (self.clock() if self.clock else datetime.now(UTC)) - self.keep
+        with open_store(self.settings.paths) as con:
+            history = list(events_between(con, since, last_seq(con), REACTOR_TYPES))
+        for _, event in history:
+            self._observe(event)
 
     def start_following(self, cursor: Cursor) -> None:
         """Observe the log's reactor events from ``cursor`` on before each decision."""

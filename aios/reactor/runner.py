@@ -21,7 +21,8 @@ from aios.playbooks.loader import LoadResult, load_playbooks
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.reactor.approval import Approver
-from aios.reactor.engine import Outcome, Reactor, ReactorSettings
+from aios.reactor.engine import Outcome, Reactor, ReactorSettings, longest_window
+from aios.reactor.state import REACTOR_TYPES
 from aios.store import open_store
 from aios.store.consumers import (
     events_after,
@@ -33,12 +34,6 @@ from aios.store.consumers import (
 )
 
 CONSUMER = "reactor"
-REACTOR_TYPES = [
-    "remediation.*",
-    "action.completed",
-    "approval.granted",
-    "breaker.flapping",
-]
 
 
 def playbook_dirs(config: AIOSConfig, extra: Sequence[Path] | None = None) -> list[Path]:
@@ -65,15 +60,7 @@ def settings_from(config: AIOSConfig, paths: HomePaths) -> ReactorSettings:
 
 def state_window(playbooks: Iterable[Playbook]) -> timedelta:
     """How much history the reactor's state depends on."""
-    longest = timedelta(minutes=5)
-    for playbook in playbooks:
-        spans = [playbook.limits.window, playbook.limits.cooldown, playbook.limits.flap_window]
-        if playbook.trigger.threshold:
-            spans.append(playbook.trigger.threshold.within)
-        if playbook.trigger.throttle:
-            spans.append(playbook.trigger.throttle.once_within)
-        longest = max(longest, *spans)
-    return longest
+    return max([timedelta(minutes=5), *(longest_window(p) for p in playbooks)])
 
 
 def warm_up(

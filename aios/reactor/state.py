@@ -18,6 +18,13 @@ from aios.event_paths import MISSING, resolve, split_path
 from aios.playbooks.model import Playbook
 
 REACTOR_SOURCE = "aios.reactor"
+# The reactor's own event types its state is rebuilt from.
+REACTOR_TYPES = [
+    "remediation.*",
+    "action.completed",
+    "approval.granted",
+    "breaker.flapping",
+]
 SUCCESS = "succeeded"
 FAILURES = ("failed", "rolled_back")
 

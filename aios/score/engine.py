@@ -11,7 +11,8 @@ Components (each with the counts it came from):
 
 - task_success_rate: task.completed / (task.completed + task.failed)
 - correction_rate: remediations that ended ``succeeded`` (fixed and verified) / all that ended
-- uptime: minutes with a ``system.heartbeat`` / minutes since the first heartbeat in the window
+- uptime: whole minutes with a ``system.heartbeat`` / whole minutes since the first heartbeat in
+  the window (the minute in progress is left out)
 - learning: lessons promoted (verified or hardened) / lessons created in the window
 - health: success rate of tool calls (tasks with a ``tool`` label)
 - efficiency: 1 - p95 task latency / latency budget (clamped to 0..1)
@@ -106,16 +107,19 @@ def _ratio(good: float, total: float) -> float | None:
 
 def _sums(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> dict[str, float]:
     select = ", ".join(f"coalesce(sum({c}), 0)" for c in COLUMNS)
+    # Uptime counts whole minutes only: the minute in progress may not have had its beat yet.
+    current_minute = until.replace(second=0, microsecond=0)
     row = con.execute(
-        f"SELECT {select}, count(*) FILTER (WHERE heartbeats > 0), min(bucket) FILTER "
-        "(WHERE heartbeats > 0) FROM score_buckets WHERE bucket >= ? AND bucket < ?",
-        [since, until],
+        f"SELECT {select}, count(*) FILTER (WHERE heartbeats > 0 AND bucket < ?), "
+        "min(bucket) FILTER (WHERE heartbeats > 0) "
+        "FROM score_buckets WHERE bucket >= ? AND bucket < ?",
+        [current_minute, since, until],
     ).fetchall()[0]
     sums = {name: float(value) for name, value in zip(COLUMNS, row[: len(COLUMNS)], strict=True)}
     sums["minutes_with_heartbeat"] = float(row[len(COLUMNS)])
     first = row[len(COLUMNS) + 1]
     sums["minutes_since_first_heartbeat"] = (
-        max(1.0, (until - first).total_seconds() / 60.0) if first is not None else 0.0
+        (current_minute - first).total_seconds() / 60.0 if first is not None else 0.0
     )
     return sums
 
@@ -167,7 +171,7 @@ def compute(
     )
     beats, expected = s["minutes_with_heartbeat"], s["minutes_since_first_heartbeat"]
     values["uptime"] = (
-        min(1.0, beats / expected) if expected else None,
+        min(1.0, beats / expected) if expected >= 1 else None,
         {"minutes_with_heartbeat": beats, "minutes_expected": round(expected, 1)},
         f"heartbeats in {beats:.0f} of {expected:.0f} minutes",
     )

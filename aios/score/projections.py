@@ -15,13 +15,16 @@ from aios.store.projections import register_projection
 
 LATENCY_BASE = 1.25  # latency histogram bins grow by a quarter: p95 within about 12%
 
-_COUNTS = """
-    count(*) FILTER (WHERE type = 'task.completed') AS tasks_completed,
-    count(*) FILTER (WHERE type = 'task.failed') AS tasks_failed,
-    count(*) FILTER (WHERE type = 'task.completed' AND labels->>'tool' IS NOT NULL)
-        AS tools_completed,
-    count(*) FILTER (WHERE type = 'task.failed' AND labels->>'tool' IS NOT NULL)
-        AS tools_failed,
+# AIOS's own agents (aios.monitor, ...) are tracked like any other, but the score is about the
+# operator's workloads: their tasks are not counted in it.
+_THEIRS = "coalesce(labels->>'agent', source) NOT LIKE 'aios.%'"
+_COUNTS = f"""
+    count(*) FILTER (WHERE type = 'task.completed' AND {_THEIRS}) AS tasks_completed,
+    count(*) FILTER (WHERE type = 'task.failed' AND {_THEIRS}) AS tasks_failed,
+    count(*) FILTER (WHERE type = 'task.completed' AND labels->>'tool' IS NOT NULL
+                     AND {_THEIRS}) AS tools_completed,
+    count(*) FILTER (WHERE type = 'task.failed' AND labels->>'tool' IS NOT NULL
+                     AND {_THEIRS}) AS tools_failed,
     count(*) FILTER (WHERE type = 'remediation.finished') AS remediations_finished,
     count(*) FILTER (WHERE type = 'remediation.finished'
                      AND payload->>'outcome' = 'succeeded') AS remediations_succeeded,
@@ -58,7 +61,7 @@ class ScoreBuckets:
     """Tables ``score_buckets`` (one row per minute) and ``score_latency`` (histogram bins)."""
 
     name = "score_buckets"
-    version = 1
+    version = 2
     tables: tuple[str, ...] = ("score_buckets", "score_latency")
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -94,7 +97,7 @@ class ScoreBuckets:
                    count(*) AS n
             FROM (SELECT time, TRY_CAST(payload->>'latency_ms' AS DOUBLE) AS latency
                   FROM events
-                  WHERE seq > ? AND seq <= ? AND type = 'task.completed')
+                  WHERE seq > ? AND seq <= ? AND type = 'task.completed' AND {_THEIRS})
             WHERE latency IS NOT NULL
             GROUP BY 1, 2
             ON CONFLICT (bucket, bin) DO UPDATE SET n = score_latency.n + excluded.n
@@ -116,7 +119,7 @@ class Scores:
     """The ``scores`` table: one row per ``score.updated`` event."""
 
     name = "scores"
-    version = 1
+    version = 2
     tables: tuple[str, ...] = ("scores",)
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -133,7 +136,7 @@ class Scores:
                    payload->>'grade', payload->>'trend',
                    TRY_CAST(payload->>'window_s' AS DOUBLE), payload->'components'
             FROM events
-            WHERE seq > ? AND seq <= ? AND type = 'score.updated'
+            WHERE seq > ? AND seq <= ? AND type = 'score.updated' AND source = 'aios.score'
             """,
             [after_seq, upto_seq],
         )

@@ -68,12 +68,14 @@ def trend_of(values: Sequence[float]) -> tuple[str, float | None]:
 
 
 def previous_scores(
-    con: duckdb.DuckDBPyConnection, preset: str, limit: int
+    con: duckdb.DuckDBPyConnection, preset: str, limit: int, window_s: float | None = None
 ) -> list[tuple[float | None, str | None, dict[str, Any]]]:
-    """The last ``limit`` recorded scores of ``preset``, oldest first."""
+    """The last ``limit`` recorded scores of ``preset`` (over ``window_s``) with data, oldest
+    first."""
     rows = con.execute(
-        "SELECT score, grade, components FROM scores WHERE preset = ? ORDER BY seq DESC LIMIT ?",
-        [preset, limit],
+        "SELECT score, grade, components FROM scores WHERE preset = ? AND score IS NOT NULL "
+        "AND (? IS NULL OR window_s = ?) ORDER BY seq DESC LIMIT ?",
+        [preset, window_s, window_s, limit],
     ).fetchall()
     out = []
     for value, grade, components in reversed(rows):
@@ -102,7 +104,7 @@ def record(
     trend_points: int = 6,
 ) -> list[Event]:
     """Emit ``score.updated`` and whatever grade changes and alerts it brings."""
-    history = previous_scores(con, score.preset, trend_points - 1)
+    history = previous_scores(con, score.preset, trend_points - 1, score.window_s)
     values = [v for v, _, _ in history if v is not None]
     if score.value is not None:
         values.append(score.value)
@@ -142,11 +144,13 @@ def record(
             )
         )
     for rule in ALERTS:
+        value = score.value if rule.component is None else components_now.get(rule.component)
+        if value is None:
+            continue  # no data says nothing either way: an alert stays as it was
         was = previous is not None and _alerting(rule, previous[0], previous[2])
         now = _alerting(rule, score.value, components_now)
         if now == was:
             continue
-        value = score.value if rule.component is None else components_now.get(rule.component)
         emitted.append(
             bus.emit(
                 "alert.raised" if now else "alert.cleared",
