@@ -52,8 +52,12 @@ def emit(
 ) -> Event:
     """Append an event to ``$AIOS_HOME/events`` durably, then dispatch it; returns the event.
 
-    Raises EventValidationError naming the bad field (nothing is written then).
+    Raises EventValidationError naming the bad field (nothing is written then); sources
+    starting with ``aios.`` belong to AIOS's own components and are refused here.
     """
+    from aios.event import check_outside_source
+
+    check_outside_source(source)
     return bus().emit(
         type,
         payload,
@@ -66,8 +70,21 @@ def emit(
 
 
 def emit_many(items: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
-    """Append many events as one group commit (all or none), then dispatch them."""
-    return bus().emit_many(items)
+    """Append many events as one group commit (all or none), then dispatch them.
+
+    Like ``emit``, refuses (writing none of them) events whose source starts with ``aios.``.
+    """
+    from aios.errors import EventValidationError
+    from aios.event import check_outside_source
+
+    batch = list(items)
+    for index, item in enumerate(batch):
+        source = item.source if isinstance(item, Event) else item.get("source", "app")
+        try:
+            check_outside_source(str(source))
+        except EventValidationError as exc:
+            raise exc.within(f"[{index}]") from None
+    return bus().emit_many(batch)
 
 
 @overload

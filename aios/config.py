@@ -12,13 +12,16 @@ import re
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -29,8 +32,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from aios.durations import Duration
-from aios.errors import ConfigError
+from aios.durations import Duration, format_duration, parse_duration
+from aios.errors import ConfigError, DurationError
 from aios.home import HomePaths
 
 _HEADER = re.compile(r"^\[\[?([^\]]+)\]\]?\s*(#.*)?$")
@@ -86,6 +89,11 @@ class ReactorSettingsModel(BaseModel):
     )
     approval_timeout: Duration = Field(
         default=timedelta(hours=1), description="An unanswered approval is denied after this."
+    )
+    approve_from: Literal["medium", "low"] = Field(
+        default="medium",
+        description="Risk policy: remediations at or above this risk wait for a person "
+        "(medium: medium and high, the default; low: every remediation).",
     )
     trash_retention: Duration = Field(
         default=timedelta(days=7), description="How long files.cleanup keeps removed files."
@@ -223,6 +231,86 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = Field(default=5 * 2**20, ge=1024, description="Larger bodies: 413.")
 
 
+_FOREVER = ("off", "never", "forever", "none")
+
+
+def _retention_input(value: object) -> timedelta | None:
+    """``"off"`` (or 0) keeps forever: None. A zero retention would remove everything at once,
+    so it is never taken literally."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _FOREVER):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float | timedelta):
+        raise ValueError(f'not a duration: {value!r} (expected e.g. 90d, or "off")')
+    try:
+        delta = value if isinstance(value, timedelta) else parse_duration(value)
+    except DurationError as exc:
+        raise ValueError(f'{exc}; "off" keeps forever') from None
+    return delta or None
+
+
+Retention = Annotated[
+    timedelta | None,
+    BeforeValidator(_retention_input),
+    PlainSerializer(lambda d: "off" if d is None else format_duration(d), return_type=str),
+    WithJsonSchema({"type": "string", "description": 'A duration (90d), or "off": forever.'}),
+]
+"""A retention period: a duration, or ``"off"`` / ``0`` (None: keep forever)."""
+
+
+class MaintenanceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    log_retention: Retention = Field(
+        default=timedelta(days=90),
+        description='Log segments whose newest event is older than this are removed; "off" '
+        "keeps the log forever.",
+    )
+    backup_retention: Duration = Field(
+        default=timedelta(days=30),
+        description="Remediation backups are removed this long after the remediation finished.",
+    )
+    keep_snapshots: int = Field(
+        default=3, ge=1, description="Daily snapshots of the store and config.toml kept."
+    )
+
+
+class OrchestrationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    remediation_timeout: Duration = Field(
+        default=timedelta(seconds=300),
+        description="A remediation task (actions, verify, rollback) is stopped after this.",
+    )
+    max_concurrent_remediations: int = Field(
+        default=3,
+        ge=1,
+        description="Slots of the global concurrency limit aios-remediations when AIOS "
+        "creates it (a value set in the Prefect UI is kept).",
+    )
+    approval_poll: Duration = Field(
+        default=timedelta(seconds=2), description="How often a paused run checks for an answer."
+    )
+    dedupe_window: Duration = Field(
+        default=timedelta(seconds=30),
+        description="An urgent event identical to one within this window starts no new run.",
+    )
+    urgent_max_age: Duration = Field(
+        default=timedelta(hours=1),
+        description="Urgent events older than this (missed while aios up was down) start no "
+        "reactor run.",
+    )
+    interrupted_after: Duration = Field(
+        default=timedelta(hours=1),
+        description="The validator rolls back a remediation unfinished this long after it "
+        "started, when nothing runs it any more.",
+    )
+    notify_blocks: list[str] = Field(
+        default_factory=list,
+        description="Prefect notification blocks (BLOCK-TYPE/NAME) told about critical "
+        "alerts and approvals waiting.",
+    )
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -237,6 +325,8 @@ class AIOSConfig(BaseSettings):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -347,6 +437,8 @@ allowed_roots = []
 protected_patterns = []
 # An approval nobody answers is denied after this long.
 approval_timeout = "1h"
+# Risk policy: "medium" (medium and high risk wait for a person) or "low" (everything does).
+approve_from = "medium"
 # How long files.cleanup keeps removed files in $AIOS_HOME/trash for a rollback.
 trash_retention = "7d"
 
@@ -394,4 +486,32 @@ gpu = { raise = 90, clear = 80 }
 host = "127.0.0.1"
 port = 8766
 # token = "..."            # default: the one in $AIOS_HOME/ingest.token
+
+[maintenance]
+# Event-log segments whose newest event is older than this are removed once the store has
+# them ($AIOS_HOME/events.anchor and a log.retention_applied event record it); "off" keeps
+# the whole log.
+log_retention = "90d"
+# A remediation's backups ($AIOS_HOME/backups/<remediation>) are removed this long after it
+# finished; those of unfinished remediations are kept.
+backup_retention = "30d"
+# Daily snapshots of aios.duckdb and config.toml in $AIOS_HOME/backups/snapshots: how many.
+keep_snapshots = 3
+
+[orchestration]
+# A remediation (its actions, verify and any rollback) is stopped after this.
+remediation_timeout = "300s"
+# Remediations at once: the global concurrency limit aios-remediations that aios up creates.
+max_concurrent_remediations = 3
+# A run paused for approval checks for the answer this often.
+approval_poll = "2s"
+# An urgent event identical to one seen within this window starts no new reactor run.
+dedupe_window = "30s"
+# Urgent events older than this (emitted while aios up was down) start no reactor run.
+urgent_max_age = "1h"
+# The validator rolls back a remediation left unfinished this long, once nothing runs it.
+interrupted_after = "1h"
+# Prefect notification blocks (BLOCK-TYPE/NAME, e.g. "slack-webhook/ops") told about critical
+# alerts and approvals waiting.
+notify_blocks = []
 """

@@ -144,7 +144,7 @@ def test_a_burst_of_failures_degrades_the_agent_once(home: HomePaths) -> None:
     with open_store(home) as con:
         first = bursts(con, now + timedelta(seconds=1), 3, timedelta(minutes=10))
     assert [(e["labels"]["agent"], e["payload"]["failures"]) for e in first] == [("writer", 3)]
-    aios.emit_many([{**e, "source": "aios.monitor"} for e in first])
+    aios.bus().emit_many([{**e, "source": "aios.monitor"} for e in first])
     aios.emit("task.failed", labels={"agent": "writer"})
     with open_store(home) as con:
         again = bursts(con, now + timedelta(seconds=2), 3, timedelta(minutes=10))
@@ -189,7 +189,7 @@ def test_a_slow_agent_is_an_anomaly_against_its_own_baseline(home: HomePaths) ->
     detected = [e for e in events if e["type"] == "anomaly.detected"]
     assert detected and detected[0]["payload"]["baseline"] == pytest.approx(105, abs=6)
     assert detected[0]["payload"]["deviation"] == pytest.approx(295, abs=6)
-    aios.emit_many([{**e, "source": "aios.monitor"} for e in detected])
+    aios.bus().emit_many([{**e, "source": "aios.monitor"} for e in detected])
     later = now + timedelta(minutes=30)
     aios.emit_many(
         [

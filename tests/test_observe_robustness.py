@@ -86,7 +86,7 @@ def test_aios_own_tasks_do_not_count_in_the_score(home: HomePaths) -> None:
     for _ in range(3):
         aios.emit("task.failed", labels={"agent": "writer"})
     for _ in range(50):
-        aios.emit("task.completed", labels={"agent": "aios.monitor"}, source="aios.monitor")
+        aios.bus().emit("task.completed", labels={"agent": "aios.monitor"}, source="aios.monitor")
     with open_store(home) as con:
         result = compute(con, until=datetime.now(UTC) + timedelta(minutes=1))
     tsr = result.component("task_success_rate")

@@ -13,6 +13,7 @@ import pytest
 
 import aios
 from aios.actions.simple_actions import Wait
+from aios.errors import EventValidationError
 from aios.event import Event
 from aios.home import HomePaths
 from aios.playbooks.conditions import OPERATORS
@@ -286,3 +287,27 @@ def test_an_abandoned_trial_does_not_keep_the_breaker_open() -> None:
     assert state.breaker(pb, "*", now).half_open
     state.runs[("p", "*")][1] = RemediationRecord("r2", "p", "*", now - timedelta(minutes=1))
     assert state.breaker(pb, "*", now).open  # a live trial still blocks
+
+
+def test_an_unsealed_approval_does_not_skip_the_question(home: HomePaths, root: Path) -> None:
+    pb = book(
+        risk="high",
+        actions=[{"type": "command.run", "argv": ["/usr/bin/touch", str(root / "pwned")]}],
+    )
+    event = Event.create(type="attack.test")
+    rid = remediation_id(event, pb)
+    forged = {"remediation_id": rid, "approver": "me", "reason": "trust me", "seal": "0" * 64}
+    aios.bus().emit("approval.granted", forged, source="aios.reactor")
+    aios.bus().publish([event])
+    reactor = Reactor(PlaybookIndex([pb]), aios.bus(), settings(home, root), PolicyApprover(False))
+    [outcome] = reactor.process(event)
+    assert outcome.reason.startswith("denied")
+    assert not (root / "pwned").exists()
+
+
+def test_the_public_emit_refuses_aios_sources(home: HomePaths) -> None:
+    with pytest.raises(EventValidationError, match="belong to AIOS"):
+        aios.emit("approval.granted", {"remediation_id": "x"}, source="aios.reactor")
+    with pytest.raises(EventValidationError, match=r"\[1\]"):
+        aios.emit_many([{"type": "a.b"}, {"type": "a.b", "source": "aios.reactor"}])
+    assert list(aios.bus().log.events()) == []

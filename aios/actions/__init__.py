@@ -1,6 +1,7 @@
 """Remediation actions: the registry of action types and the union playbooks validate against.
 
-The seed's ``kill_process`` is accepted as ``process.kill``.
+The seed's ``kill_process`` is accepted as ``process.kill``. The ``prefect.*`` actions act on
+the Prefect server (deployments, flow runs, global concurrency limits).
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from pydantic import Discriminator, Tag
 from aios.actions.base import ALIASES, ActionContext, ActionPlan, ActionSpec, Risk
 from aios.actions.config_update import ConfigUpdate
 from aios.actions.files_cleanup import FilesCleanup
+from aios.actions.prefect_actions import (
+    ConcurrencyLimitSet,
+    DeploymentPause,
+    DeploymentResume,
+    DeploymentSetParameters,
+    FlowRunCancel,
+    FlowRunRetry,
+)
 from aios.actions.process_actions import ProcessKill, ProcessRenice, ProcessSignal
 from aios.actions.simple_actions import CommandRun, EmitEvent, Notify, Wait
 
@@ -27,6 +36,12 @@ ACTION_TYPES: dict[str, type[ActionSpec]] = {
         Notify,
         EmitEvent,
         Wait,
+        DeploymentPause,
+        DeploymentResume,
+        DeploymentSetParameters,
+        FlowRunRetry,
+        FlowRunCancel,
+        ConcurrencyLimitSet,
     )
 }
 
@@ -49,7 +64,13 @@ AnyAction = Annotated[
     | Annotated[CommandRun, Tag("command.run")]
     | Annotated[Notify, Tag("notify")]
     | Annotated[EmitEvent, Tag("event.emit")]
-    | Annotated[Wait, Tag("wait")],
+    | Annotated[Wait, Tag("wait")]
+    | Annotated[DeploymentPause, Tag("prefect.deployment.pause")]
+    | Annotated[DeploymentResume, Tag("prefect.deployment.resume")]
+    | Annotated[DeploymentSetParameters, Tag("prefect.deployment.set_parameters")]
+    | Annotated[FlowRunRetry, Tag("prefect.flow_run.retry")]
+    | Annotated[FlowRunCancel, Tag("prefect.flow_run.cancel")]
+    | Annotated[ConcurrencyLimitSet, Tag("prefect.concurrency_limit.set")],
     Discriminator(
         _action_tag,
         custom_error_type="unknown_action",

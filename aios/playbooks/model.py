@@ -266,7 +266,11 @@ class Playbook(BaseModel):
             risk = risk.at_least(action.floor())
         return risk
 
-    def needs_approval(self) -> bool:
+    def needs_approval(self, approve_from: str = "medium") -> bool:
+        """Whether a person must say yes first: medium or high risk, ``auto_execute`` off, or
+        a risk policy (``approve_from="low"``) that asks for everything."""
+        if approve_from == "low":
+            return True
         return self.effective_risk() is not Risk.LOW or not self.auto_execute
 
     def condition(self) -> Compare | AllOf | AnyOf | NotOf | None:

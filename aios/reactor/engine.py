@@ -10,7 +10,12 @@ ends ``unverified``, never ``succeeded``.
 
 A remediation's id follows from the triggering event and the playbook, so running the same
 trigger again (a retried flow run) finds the actions already completed in the log and does not
-repeat them.
+repeat them; an approval decision recorded in the log is not asked for again.
+
+With ``defer_approvals`` the reactor does not ask: it records ``approval.requested`` and returns
+an ``awaiting_approval`` outcome carrying the request, so that a caller (the Prefect flow) can
+wait for a person outside any timeout, record the answer with ``record_decision`` and process
+the trigger again.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +37,7 @@ from aios.actions.base import (
     IrreversibleError,
     Risk,
 )
-from aios.bus import EventBus
+from aios.bus import EventBus, make_event
 from aios.errors import EventValidationError, InputError
 from aios.event import Event, Severity
 from aios.home import HomePaths
@@ -40,7 +46,8 @@ from aios.log import Cursor
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.probes import ProbeContext, VerifyResult, poll
-from aios.reactor.approval import ApprovalRequest, Approver
+from aios.reactor.approval import ApprovalDecision, ApprovalRequest, Approver
+from aios.reactor.seal import seal, sealed
 from aios.reactor.state import REACTOR_SOURCE, REACTOR_TYPES, ReactorState, target_key
 
 logger = logging.getLogger("aios.reactor")
@@ -71,6 +78,7 @@ class ReactorSettings:
     agent_patterns: tuple[str, ...] = ()
     protected_patterns: tuple[str, ...] = ()
     approval_timeout_s: float = 3600.0
+    approve_from: str = "medium"  # risk policy: "low" asks a person for everything
 
 
 @dataclass
@@ -78,11 +86,13 @@ class Outcome:
     """What happened to one playbook for one event."""
 
     playbook: str
-    status: str  # succeeded failed rolled_back unverified skipped waiting dry_run
+    # succeeded failed rolled_back unverified skipped waiting dry_run awaiting_approval
+    status: str
     reason: str = ""
     remediation_id: str | None = None
     risk: str | None = None
     plan: list[dict[str, Any]] = field(default_factory=list)
+    request: ApprovalRequest | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,24 +108,29 @@ class Outcome:
 class _Chain:
     """Emits a remediation's events, each caused by the one before."""
 
-    def __init__(self, bus: EventBus, trigger: Event, labels: dict[str, str]) -> None:
+    def __init__(
+        self, bus: EventBus, trigger: Event, labels: dict[str, str], *, record: bool = True
+    ) -> None:
         self.bus = bus
         self.trigger = trigger
         self.labels = labels
         self.last = trigger.id
+        self.record = record
 
     def emit(
         self, event_type: str, payload: dict[str, Any], severity: Severity = Severity.INFO
     ) -> Event:
-        event = self.bus.emit(
-            event_type,
-            payload,
-            source=REACTOR_SOURCE,
-            severity=severity,
-            labels=self.labels,
-            correlation_id=self.trigger.id,
-            causation_id=self.last,
-        )
+        fields: dict[str, Any] = {
+            "source": REACTOR_SOURCE,
+            "severity": severity,
+            "labels": self.labels,
+            "correlation_id": self.trigger.id,
+            "causation_id": self.last,
+        }
+        if self.record:
+            event = self.bus.emit(event_type, payload, **fields)
+        else:  # a preview: validated like the real thing, written nowhere
+            event = make_event(event_type, payload, **fields)
         self.last = event.id
         return event
 
@@ -167,13 +182,24 @@ class Reactor:
         plan_actions: bool = True,
         clock: Callable[[], datetime] | None = lambda: datetime.now(UTC),
         keep: timedelta = timedelta(days=2),
+        defer_approvals: bool = False,
+        run_guard: Callable[[], AbstractContextManager[object]] | None = None,
+        record: bool = True,
     ) -> None:
+        """``run_guard`` is entered around each remediation that executes (a concurrency
+        slot, say); ``record=False`` (with ``dry_run``) decides without writing any event."""
         self.index = index
         self.bus = bus
         self.settings = settings
         self.approver = approver
-        self.dry_run = dry_run
+        self.dry_run = dry_run or not record
+        self.record = record
+        self.defer_approvals = defer_approvals
+        self.run_guard = run_guard
         self.state = state or ReactorState()
+        if self.state.seal_check is None:
+            paths = settings.paths
+            self.state.seal_check = lambda verdict, payload: sealed(paths, verdict, payload)
         self.sleep = sleep
         self.plan_actions = plan_actions
         self.clock = clock
@@ -227,8 +253,9 @@ class Reactor:
         self._cursor = cursor
 
     # ------------------------------------------------------------ processing
-    def process(self, event: Event) -> list[Outcome]:
-        """Handle one event; returns what happened for each matching playbook.
+    def process(self, event: Event, *, only: Collection[str] | None = None) -> list[Outcome]:
+        """Handle one event; returns what happened for each matching playbook (of ``only``,
+        when given).
 
         Nothing an event holds, and nothing a playbook does, stops the reactor: a failure
         becomes a ``failed`` outcome and the next event is handled.
@@ -241,6 +268,8 @@ class Reactor:
             self.state.prune(self._now(event), self.keep)
         outcomes = []
         for playbook in self.index.match(event):
+            if only is not None and playbook.id not in only:
+                continue
             try:
                 outcomes.append(self._handle(playbook, event))
             except Exception as exc:  # the remediation fails; the reactor goes on
@@ -266,18 +295,8 @@ class Reactor:
                 "waiting",
                 f"{count} of {threshold.count} events within {threshold.within} ({group})",
             )
-        rid = remediation_id(trigger, playbook)
-        target = target_key(trigger, playbook)
-        labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
-        chain = _Chain(self.bus, trigger, labels)
-        risk = playbook.effective_risk()
-        base = {
-            "remediation_id": rid,
-            "playbook": playbook.id,
-            "target": target,
-            "decided_at": decided_at.isoformat(),
-        }
-        step = _Step(playbook, trigger, rid, target, chain, base, risk, decided_at)
+        step = self._step(playbook, trigger, decided_at)
+        rid = step.rid
         if not playbook.enabled:
             return step.skipped("disabled", "the playbook is disabled")
         # One runner per remediation, across threads and processes, for its whole run; a
@@ -293,6 +312,21 @@ class Reactor:
             if record is not None and record.finished:  # nobody will take it again
                 run_lock.path.unlink(missing_ok=True)
                 forget_lock(run_lock.path)
+
+    def _step(self, playbook: Playbook, trigger: Event, decided_at: datetime) -> _Step:
+        rid = remediation_id(trigger, playbook)
+        target = target_key(trigger, playbook)
+        labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
+        chain = _Chain(self.bus, trigger, labels, record=self.record)
+        base = {
+            "remediation_id": rid,
+            "playbook": playbook.id,
+            "target": target,
+            "decided_at": decided_at.isoformat(),
+        }
+        return _Step(
+            playbook, trigger, rid, target, chain, base, playbook.effective_risk(), decided_at
+        )
 
     def _decide_and_run(self, step: _Step) -> Outcome:
         playbook, trigger, rid = step.playbook, step.trigger, step.rid
@@ -317,54 +351,151 @@ class Reactor:
         except Exception as exc:  # a plan that cannot be made runs nothing
             return step.skipped("plan_failed", f"could not plan the actions: {exc}")
         plan_dicts = [p.to_dict() for p in plans]
-        explanation = self.index.explain(playbook.id, trigger)
-        step.chain.emit(
-            "playbook.matched",
-            {
-                **step.base,
-                "risk": playbook.risk.value,
-                "effective_risk": step.risk.value,
-                "needs_approval": playbook.needs_approval(),
-                "plan": plan_dicts,
-                "explanation": explanation.to_dict(),
-                "trigger_type": trigger.type,
-                "resuming": resuming,
-            },
-        )
+        if rid not in self.state.matched or self.dry_run:  # announced once per remediation
+            explanation = self.index.explain(playbook.id, trigger)
+            step.chain.emit(
+                "playbook.matched",
+                {
+                    **step.base,
+                    "risk": playbook.risk.value,
+                    "effective_risk": step.risk.value,
+                    "needs_approval": playbook.needs_approval(self.settings.approve_from),
+                    "plan": plan_dicts,
+                    "explanation": explanation.to_dict(),
+                    "trigger_type": trigger.type,
+                    "resuming": resuming,
+                },
+            )
+            self._refresh()
         if self.dry_run:
             return step.skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
-        # Only a remediation that already started (and so was approved) may skip the question.
-        if playbook.needs_approval() and not (resuming and rid in self.state.approved):
-            decision = self._approve(
-                playbook, trigger, rid, step.risk, plans, breaker.to_dict(), step.chain
-            )
+        # A decision in the log stands: a retried run neither asks again nor runs a denial.
+        if playbook.needs_approval(self.settings.approve_from) and rid not in self.state.approved:
+            denied = self.state.denied.get(rid)
+            if denied is not None:
+                return Outcome(
+                    playbook.id, "skipped", f"denied: {denied[0]}", rid, step.risk.value, plan_dicts
+                )
+            request = self._request(step, plans, breaker.to_dict())
+            if self.defer_approvals:
+                return Outcome(
+                    playbook.id,
+                    "awaiting_approval",
+                    "waiting for a person to approve or reject it",
+                    rid,
+                    step.risk.value,
+                    plan_dicts,
+                    request,
+                )
+            decision = self._record_decision(step, self.approver.request(request))
             if decision is not None:
                 return decision
-        with self.lock:
-            self._refresh()
-            record = self.state.record(rid)
-            if record is not None and record.finished:
-                return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
-            if record is None:
-                blocked = self._blocked(step)  # throttle and breaker again, after the wait
-                if blocked is not None:
-                    return blocked
-                step.chain.emit(
-                    "remediation.started",
+        with self.run_guard() if self.run_guard is not None else nullcontext():
+            with self.lock:
+                self._refresh()
+                record = self.state.record(rid)
+                if record is not None and record.finished:
+                    return Outcome(playbook.id, "skipped", f"already done ({record.outcome})", rid)
+                if record is None:
+                    blocked = self._blocked(step)  # throttle and breaker again, after the wait
+                    if blocked is not None:
+                        return blocked
+                    step.chain.emit(
+                        "remediation.started",
+                        {
+                            **step.base,
+                            "trigger_id": trigger.id,
+                            "throttle_key": self.state.throttled(
+                                playbook, trigger, step.decided_at
+                            )[1]
+                            if playbook.trigger.throttle
+                            else None,
+                            "risk": step.risk.value,
+                            "actions": [a.type for a in playbook.actions],
+                        },
+                    )
+                    self._refresh()
+            return self._run(
+                playbook,
+                trigger,
+                rid,
+                step.target,
+                contexts,
+                plans,
+                step.chain,
+                step.base,
+                step.risk,
+            )
+
+    def roll_back_interrupted(self, trigger: Event, rid: str, reason: str) -> Outcome:
+        """Undo what a remediation that never finished (its runner died) had done, and end it.
+
+        Skipped when it finished meanwhile or its runner is still alive (holds its lock).
+        When its playbook is no longer loaded, nothing can be undone: it is escalated.
+        """
+        self._refresh()
+        record = self.state.record(rid)
+        if record is None:
+            return Outcome("?", "skipped", f"no remediation {rid} in the log", rid)
+        run_lock = remediation_lock(self.settings.paths, rid)
+        if not run_lock.try_acquire():
+            return Outcome(record.playbook, "skipped", "still running", rid)
+        try:
+            with self.lock:
+                self._refresh()
+                if record.finished:
+                    return Outcome(
+                        record.playbook, "skipped", f"already done ({record.outcome})", rid
+                    )
+            playbook = self.index.playbooks.get(record.playbook)
+            labels = {**trigger.labels, "playbook": record.playbook, "remediation": rid}
+            chain = _Chain(self.bus, trigger, labels)
+            base = {
+                "remediation_id": rid,
+                "playbook": record.playbook,
+                "target": record.target,
+                "decided_at": (self.clock() if self.clock else trigger.time).isoformat(),
+            }
+            if playbook is None:
+                chain.emit(
+                    "remediation.escalated",
                     {
-                        **step.base,
-                        "trigger_id": trigger.id,
-                        "throttle_key": self.state.throttled(playbook, trigger, step.decided_at)[1]
-                        if playbook.trigger.throttle
-                        else None,
-                        "risk": step.risk.value,
-                        "actions": [a.type for a in playbook.actions],
+                        **base,
+                        "not_restored": [f"action {i}" for i in sorted(record.completed_actions)],
+                        "detail": f"interrupted ({reason}) and its playbook is no longer "
+                        "loaded: a person must undo its actions",
                     },
+                    Severity.HIGH,
+                )
+                chain.emit(
+                    "remediation.finished",
+                    {**base, "outcome": "failed", "reason": f"interrupted: {reason}"},
+                    Severity.HIGH,
                 )
                 self._refresh()
-        return self._run(
-            playbook, trigger, rid, step.target, contexts, plans, step.chain, step.base, step.risk
-        )
+                return Outcome(record.playbook, "failed", "interrupted; escalated", rid)
+            count = len(playbook.actions)
+            contexts = [self._context(trigger, rid, i) for i in range(count)]
+            executed: list[tuple[int, ActionSpec, dict[str, Any]]] = [
+                (i, playbook.actions[i], undo)
+                for i, undo in sorted(record.completed_actions.items())
+                if 0 <= i < count
+            ]
+            restored = self._rollback(executed, contexts, chain, base)
+            chain.emit(
+                "remediation.finished",
+                {
+                    **base,
+                    "outcome": "rolled_back",
+                    "reason": f"interrupted: {reason}",
+                    "rolled_back": restored,
+                },
+                Severity.MEDIUM,
+            )
+            self._refresh()
+            return Outcome(record.playbook, "rolled_back", f"interrupted: {reason}", rid)
+        finally:
+            run_lock.release()
 
     def _blocked(self, step: _Step) -> Outcome | None:
         """A skip (recorded) if the throttle, the breaker or flapping stops this run now."""
@@ -421,21 +552,22 @@ class Reactor:
                 )
         return ""
 
-    def _approve(
-        self,
-        playbook: Playbook,
-        trigger: Event,
-        rid: str,
-        risk: Risk,
-        plans: list[ActionPlan],
-        breaker: dict[str, Any],
-        chain: _Chain,
-    ) -> Outcome | None:
+    def _request(
+        self, step: _Step, plans: list[ActionPlan], breaker: dict[str, Any]
+    ) -> ApprovalRequest:
+        """What to ask; ``approval.requested`` is recorded once per remediation."""
+        playbook, trigger, risk = step.playbook, step.trigger, step.risk
         history = self._history(playbook)
-        why = f"effective risk {risk.value}" if risk is not Risk.LOW else "auto_execute is off"
+        why = (
+            f"effective risk {risk.value}"
+            if risk is not Risk.LOW
+            else "auto_execute is off"
+            if not playbook.auto_execute
+            else "the risk policy asks a person for every remediation"
+        )
         description = describe_request(playbook, trigger, plans, breaker, history, why)
         request = ApprovalRequest(
-            rid,
+            step.rid,
             playbook.id,
             risk.value,
             description,
@@ -445,37 +577,76 @@ class Reactor:
             history,
             self.settings.approval_timeout_s,
         )
-        chain.emit(
-            "approval.requested",
-            {
-                "remediation_id": rid,
-                "playbook": playbook.id,
-                "risk": risk.value,
-                "why": why,
-                "description": description,
-            },
-        )
-        decision = self.approver.request(request)
+        with self.lock:
+            self._refresh()
+            if step.rid not in self.state.requested:
+                step.chain.emit(
+                    "approval.requested",
+                    {
+                        "remediation_id": step.rid,
+                        "playbook": playbook.id,
+                        "risk": risk.value,
+                        "why": why,
+                        "description": description,
+                        "timeout_s": self.settings.approval_timeout_s,
+                    },
+                )
+                self._refresh()
+        return request
+
+    def record_decision(
+        self, trigger: Event, request: ApprovalRequest, decision: ApprovalDecision
+    ) -> Outcome | None:
+        """Record a person's answer to a deferred request; the skip outcome when denied.
+
+        The first answer recorded for a remediation stands: a later one is ignored (and None
+        or the earlier denial is returned accordingly).
+        """
+        playbook = self.index.playbooks.get(request.playbook)
+        if playbook is None:
+            raise InputError(f"no playbook {request.playbook!r} is loaded")
+        step = self._step(playbook, trigger, self._now(trigger))
+        if step.rid != request.remediation_id:
+            raise InputError(
+                f"remediation {request.remediation_id} is not {playbook.id} on {trigger.id}"
+            )
+        with self.lock:
+            self._refresh()
+            if step.rid in self.state.approved:
+                return None
+            earlier = self.state.denied.get(step.rid)
+            if earlier is not None:
+                return Outcome(
+                    playbook.id, "skipped", f"denied: {earlier[0]}", step.rid, step.risk.value
+                )
+            outcome = self._record_decision(step, decision)
+            self._refresh()
+            return outcome
+
+    def _record_decision(self, step: _Step, decision: ApprovalDecision) -> Outcome | None:
+        verdict = "granted" if decision.approved else "expired" if decision.expired else "denied"
         payload = {
-            "remediation_id": rid,
-            "playbook": playbook.id,
+            "remediation_id": step.rid,
+            "playbook": step.playbook.id,
             "approver": decision.approver,
             "reason": decision.reason,
+            "seal": seal(self.settings.paths, step.rid, verdict, decision.approver),
         }
+        step.chain.emit(f"approval.{verdict}", payload)
         if decision.approved:
-            chain.emit("approval.granted", payload)
             return None
-        chain.emit("approval.expired" if decision.expired else "approval.denied", payload)
-        chain.emit(
+        step.chain.emit(
             "playbook.skipped",
             {
-                "remediation_id": rid,
-                "playbook": playbook.id,
+                "remediation_id": step.rid,
+                "playbook": step.playbook.id,
                 "reason": "denied",
                 "detail": decision.reason,
             },
         )
-        return Outcome(playbook.id, "skipped", f"denied: {decision.reason}", rid, risk.value)
+        return Outcome(
+            step.playbook.id, "skipped", f"denied: {decision.reason}", step.rid, step.risk.value
+        )
 
     def _history(self, playbook: Playbook) -> dict[str, Any]:
         outcomes: dict[str, int] = {}

@@ -2,31 +2,35 @@
 
 ``react`` handles the events after the reactor's position (kept in the store), first warming
 its state up on the window of history before that position, and moves the position forward
-as it goes (not in a dry run).
+as it goes (not in a dry run). ``react_to`` handles given events (by id) with a reactor warmed
+up on the history before the first of them: what the Prefect flows call.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from aios.bus import EventBus
 from aios.config import AIOSConfig
+from aios.errors import InputError
 from aios.event import Event
 from aios.home import HomePaths
 from aios.playbooks.loader import LoadResult, load_playbooks
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
-from aios.reactor.approval import Approver
+from aios.reactor.approval import ApprovalDecision, ApprovalRequest, Approver, PolicyApprover
 from aios.reactor.engine import Outcome, Reactor, ReactorSettings, longest_window
 from aios.reactor.state import REACTOR_TYPES
 from aios.store import open_store
 from aios.store.consumers import (
     events_after,
     events_between,
+    events_with_ids,
     get_position,
     last_seq,
     seq_at,
@@ -55,6 +59,7 @@ def settings_from(config: AIOSConfig, paths: HomePaths) -> ReactorSettings:
         agent_patterns=tuple(config.agents.patterns),
         protected_patterns=tuple(config.reactor.protected_patterns),
         approval_timeout_s=config.reactor.approval_timeout.total_seconds(),
+        approve_from=config.reactor.approve_from,
     )
 
 
@@ -169,3 +174,70 @@ def react(
         if once or should_stop():
             return report
         time.sleep(poll_s)
+
+
+def react_to(
+    bus: EventBus,
+    paths: HomePaths,
+    index: PlaybookIndex,
+    settings: ReactorSettings,
+    approver: Approver,
+    event_ids: Sequence[str],
+    *,
+    only: Collection[str] | None = None,
+    defer_approvals: bool = False,
+    run_guard: Callable[[], AbstractContextManager[object]] | None = None,
+    dry_run: bool = False,
+) -> list[tuple[Event, Outcome]]:
+    """Handle the events ``event_ids`` (in log order) through ``index`` (its playbooks in
+    ``only``, when given); returns each event with what happened for each playbook.
+
+    Raises InputError naming an id that is not in the log. The same ids again (a retried run)
+    repeat nothing that is done: see ``Reactor``.
+    """
+    wanted = list(dict.fromkeys(event_ids))
+    with open_store(paths) as con:
+        found = events_with_ids(con, wanted)
+    missing = set(wanted) - {event.id for _, event in found}
+    if missing:
+        raise InputError(f"no event with id {sorted(missing)[0]} in the log")
+    reactor = Reactor(
+        index,
+        bus,
+        settings,
+        approver,
+        dry_run=dry_run,
+        defer_approvals=defer_approvals,
+        run_guard=run_guard,
+    )
+    reactor.start_following(bus.log.end())
+    if found:
+        warm_up(
+            reactor,
+            paths,
+            found[0][0] - 1,
+            datetime.now().astimezone(),
+            exclude=set(wanted),
+        )
+    results = []
+    for _, event in found:
+        for outcome in reactor.process(event, only=only):
+            results.append((event, outcome))
+    return results
+
+
+def record_decision(
+    bus: EventBus,
+    index: PlaybookIndex,
+    settings: ReactorSettings,
+    trigger_id: str,
+    request: ApprovalRequest,
+    decision: ApprovalDecision,
+) -> Outcome | None:
+    """Record a person's answer to a deferred approval request (see ``Reactor``)."""
+    with open_store(settings.paths) as con:
+        found = events_with_ids(con, [trigger_id])
+    if not found:
+        raise InputError(f"no event with id {trigger_id} in the log")
+    reactor = Reactor(index, bus, settings, PolicyApprover(False, "unused"))
+    return reactor.record_decision(found[0][1], request, decision)

@@ -104,6 +104,7 @@ def simulate(
             settings.agent_patterns,
             settings.protected_patterns,
             settings.approval_timeout_s,
+            settings.approve_from,
         )
         reactor = _SimulatingReactor(
             index, bus, scratch_settings, PolicyApprover(True), plan_actions=False, clock=None
@@ -117,7 +118,7 @@ def simulate(
                 if outcome.status == "simulated":
                     entry.fires += 1
                     playbook = index.playbooks[outcome.playbook]
-                    if playbook.needs_approval():
+                    if playbook.needs_approval(settings.approve_from):
                         entry.approvals_needed += 1
                     target = _target_of(reactor, outcome)
                     entry.targets[target] = entry.targets.get(target, 0) + 1

@@ -9,6 +9,7 @@ or one in another process, comes to the same state.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,8 @@ REACTOR_SOURCE = "aios.reactor"
 REACTOR_TYPES = [
     "remediation.*",
     "action.completed",
-    "approval.granted",
+    "approval.*",
+    "playbook.matched",
     "breaker.flapping",
 ]
 SUCCESS = "succeeded"
@@ -96,6 +98,12 @@ class ReactorState:
     actions: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
     flapping_alerted: dict[tuple[str, str], datetime] = field(default_factory=dict)
     approved: set[str] = field(default_factory=set)
+    # remediation id -> (who denied it and why, when); requested / matched: id -> when
+    denied: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    requested: dict[str, datetime] = field(default_factory=dict)
+    matched: dict[str, datetime] = field(default_factory=dict)
+    # Checks an approval decision's seal: (verdict, payload) -> believed. None believes all.
+    seal_check: Callable[[str, dict[str, Any]], bool] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------- observing
     def observe(self, event: Event) -> None:
@@ -133,10 +141,21 @@ class ReactorState:
             key = (str(payload.get("action")), str(payload.get("target")))
             self.actions.setdefault(key, deque()).append(at)
         elif event.type == "approval.granted" and isinstance(rid, str):
-            self.approved.add(rid)
+            if self._believed("granted", payload):
+                self.approved.add(rid)
+        elif event.type in ("approval.denied", "approval.expired") and isinstance(rid, str):
+            if self._believed(event.type.split(".")[1], payload):
+                self.denied[rid] = (f"{payload.get('approver')}: {payload.get('reason')}", at)
+        elif event.type == "approval.requested" and isinstance(rid, str):
+            self.requested[rid] = at
+        elif event.type == "playbook.matched" and isinstance(rid, str):
+            self.matched[rid] = at
         elif event.type == "breaker.flapping":
             key = (str(payload.get("action")), str(payload.get("target")))
             self.flapping_alerted[key] = at
+
+    def _believed(self, verdict: str, payload: dict[str, Any]) -> bool:
+        return self.seal_check is None or self.seal_check(verdict, payload)
 
     def count_match(
         self, playbook: Playbook, event: Event, now: datetime | None = None
@@ -181,7 +200,9 @@ class ReactorState:
         cooldown. A trial that never finished is given up on after ``trial_timeout``."""
         limits = playbook.limits
         history = self.runs.get((playbook.id, target), [])
-        recent = [r for r in history if timedelta(0) <= now - r.started < limits.window]
+        # Runs decided "after" now count too: decision times follow trigger times, and a
+        # trigger older than one already acted on may be decided later (another thread).
+        recent = [r for r in history if abs(now - r.started) < limits.window]
         status = BreakerStatus(False, runs_in_window=len(recent))
         streak, last_failure = 0, None
         for record in reversed(history):
@@ -240,6 +261,11 @@ class ReactorState:
         ]:
             del self.remediations[rid]
             self.approved.discard(rid)
+        for table in (self.requested, self.matched):
+            for rid in [r for r, at in table.items() if at < horizon]:
+                del table[rid]
+        for rid in [r for r, (_, at) in self.denied.items() if at < horizon]:
+            del self.denied[rid]
         for key, times in list(self.actions.items()):
             while times and times[0] < horizon:
                 times.popleft()

@@ -22,7 +22,9 @@ CREATE TABLE IF NOT EXISTS _aios_consumers (
     updated TIMESTAMPTZ NOT NULL
 )
 """
-_COLUMNS = "seq, id, time, type, source, severity, labels, payload, correlation_id, causation_id"
+EVENT_COLUMNS = (
+    "seq, id, time, type, source, severity, labels, payload, correlation_id, causation_id"
+)
 
 
 def get_position(con: duckdb.DuckDBPyConnection, name: str) -> int | None:
@@ -52,7 +54,7 @@ def seq_at(con: duckdb.DuckDBPyConnection, when: datetime) -> int:
     return int(rows[0][0])
 
 
-def _event(row: tuple[Any, ...]) -> tuple[int, Event]:
+def event_from_row(row: tuple[Any, ...]) -> tuple[int, Event]:
     seq, eid, time, etype, source, severity, labels, payload, corr, cause = row
     event = Event.model_construct(
         id=str(eid),
@@ -73,9 +75,9 @@ def events_after(
 ) -> list[tuple[int, Event]]:
     """Events with ``seq`` greater than ``seq``, oldest first, at most ``limit``."""
     rows = con.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
     ).fetchall()
-    return [_event(row) for row in rows]
+    return [event_from_row(row) for row in rows]
 
 
 def events_between(
@@ -93,6 +95,18 @@ def events_between(
         where += " AND (" + " OR ".join("type GLOB ?" for _ in types) + ")"
         params.extend(types)
     rows = con.execute(
-        f"SELECT {_COLUMNS} FROM events WHERE {where} ORDER BY seq", params
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY seq", params
     ).fetchall()
-    return (_event(row) for row in rows)
+    return (event_from_row(row) for row in rows)
+
+
+def events_with_ids(con: duckdb.DuckDBPyConnection, ids: list[str]) -> list[tuple[int, Event]]:
+    """The events with these ids that are in the store, oldest first."""
+    if not ids:
+        return []
+    rows = con.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events "
+        "WHERE CAST(id AS VARCHAR) IN (SELECT unnest(?::VARCHAR[])) ORDER BY seq",
+        [ids],
+    ).fetchall()
+    return [event_from_row(row) for row in rows]

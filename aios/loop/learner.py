@@ -1,0 +1,201 @@
+"""The Learner (Learn): how well each playbook works, and which failures keep coming back.
+
+``learn`` derives each playbook's effectiveness over the window (runs, outcomes, approvals
+denied, fixes that did not hold) and records ``playbook.effectiveness`` when it changed since
+the last record; a failure signature seen ``candidate_after`` times or more that was never
+announced becomes a ``lesson.candidate`` (the raw material of lessons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+
+from aios.bus import EventBus
+from aios.loop.analyst import FailurePattern, failure_patterns
+
+SOURCE = "aios.learner"
+
+
+@dataclass
+class Effectiveness:
+    playbook: str
+    runs: int
+    succeeded: int
+    failed: int
+    rolled_back: int
+    unverified: int
+    denied: int
+    recurred: int
+    success_rate: float | None
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.runs, self.succeeded, self.failed, self.rolled_back, self.recurred)
+
+
+@dataclass
+class LearnerReport:
+    effectiveness: list[Effectiveness] = field(default_factory=list)
+    changed: list[tuple[Effectiveness, dict[str, Any] | None]] = field(default_factory=list)
+    candidates: list[FailurePattern] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "effectiveness": [asdict(e) for e in self.effectiveness],
+            "changed": [{"now": asdict(now), "before": before} for now, before in self.changed],
+            "candidates": [
+                {"signature": c.signature, "count": c.count, "agents": c.agents}
+                for c in self.candidates
+            ],
+        }
+
+    def to_markdown(self) -> str:
+        lines = ["# Learner changes", ""]
+        if self.changed:
+            lines += ["| playbook | success rate | before | runs | did not hold |"]
+            lines += ["|---|---:|---:|---:|---:|"]
+            for now, before in self.changed:
+                old = before.get("success_rate") if before else None
+                lines.append(
+                    f"| {now.playbook} | {_rate(now.success_rate)} | {_rate(old)} | "
+                    f"{now.runs} | {now.recurred} |"
+                )
+        else:
+            lines.append("No playbook's effectiveness changed.")
+        lines += ["", "## New lesson candidates", ""]
+        if self.candidates:
+            lines += [
+                f"- {c.signature} (x{c.count}; {', '.join(c.agents)})" for c in self.candidates
+            ]
+        else:
+            lines.append("None.")
+        return "\n".join(lines) + "\n"
+
+
+def _rate(value: Any) -> str:
+    return f"{value:.0%}" if isinstance(value, int | float) else "n/a"
+
+
+def effectiveness(
+    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
+) -> list[Effectiveness]:
+    rows = con.execute(
+        """
+        SELECT payload->>'playbook' AS playbook,
+               count(*) FILTER (WHERE type = 'remediation.finished'),
+               count(*) FILTER (WHERE type = 'remediation.finished'
+                                AND payload->>'outcome' = 'succeeded'),
+               count(*) FILTER (WHERE type = 'remediation.finished'
+                                AND payload->>'outcome' = 'failed'),
+               count(*) FILTER (WHERE type = 'remediation.finished'
+                                AND payload->>'outcome' = 'rolled_back'),
+               count(*) FILTER (WHERE type = 'remediation.finished'
+                                AND payload->>'outcome' = 'unverified'),
+               count(*) FILTER (WHERE type IN ('approval.denied', 'approval.expired')),
+               count(*) FILTER (WHERE type = 'validation.verdict'
+                                AND payload->>'verdict' = 'recurred')
+        FROM events
+        WHERE time >= ? AND time < ? AND source IN ('aios.reactor', 'aios.validator')
+          AND type IN ('remediation.finished', 'approval.denied', 'approval.expired',
+                       'validation.verdict')
+        GROUP BY 1 ORDER BY 1
+        """,
+        [since, until],
+    ).fetchall()
+    found = []
+    for playbook, runs, ok, failed, rolled, unverified, denied, recurred in rows:
+        judged = ok + failed + rolled
+        held = ok - min(recurred, ok)
+        found.append(
+            Effectiveness(
+                str(playbook),
+                runs,
+                ok,
+                failed,
+                rolled,
+                unverified,
+                denied,
+                recurred,
+                round(held / judged, 4) if judged else None,
+            )
+        )
+    return found
+
+
+def _last_recorded(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
+    rows = con.execute(
+        "SELECT payload->>'playbook', arg_max(payload, seq) FROM events "
+        "WHERE type = 'playbook.effectiveness' AND source = ? GROUP BY 1",
+        [SOURCE],
+    ).fetchall()
+    return {str(p): orjson.loads(payload) for p, payload in rows}
+
+
+def _announced(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT DISTINCT payload->>'signature' FROM events "
+        "WHERE type = 'lesson.candidate' AND source = ?",
+        [SOURCE],
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def learn(
+    bus: EventBus,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    now: datetime,
+    window: timedelta = timedelta(days=30),
+    candidate_window: timedelta = timedelta(days=7),
+    candidate_after: int = 3,
+) -> LearnerReport:
+    """Derive, compare with what was last recorded, and record what changed."""
+    report = LearnerReport(effectiveness=effectiveness(con, now - window, now))
+    before = _last_recorded(con)
+    for item in report.effectiveness:
+        last = before.get(item.playbook)
+        if last is None or _key(last) != item.key():
+            report.changed.append((item, last))
+    announced = _announced(con)
+    report.candidates = [
+        p
+        for p in failure_patterns(con, now - candidate_window, now)
+        if p.count >= candidate_after and p.signature not in announced
+    ]
+    events: list[dict[str, Any]] = [
+        {
+            "type": "playbook.effectiveness",
+            "source": SOURCE,
+            "labels": {"playbook": item.playbook},
+            "payload": {**asdict(item), "window_s": window.total_seconds()},
+        }
+        for item, _ in report.changed
+    ]
+    events += [
+        {
+            "type": "lesson.candidate",
+            "source": SOURCE,
+            "labels": {"agent": c.agents[0]} if c.agents else {},
+            "payload": {
+                "signature": c.signature,
+                "count": c.count,
+                "agents": c.agents,
+                "sample": c.sample,
+                "sample_event_id": c.sample_event_id,
+                "first": c.first.isoformat(),
+                "last": c.last.isoformat(),
+            },
+        }
+        for c in report.candidates
+    ]
+    if events:
+        bus.emit_many(events)
+    return report
+
+
+def _key(payload: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(payload.get(k) for k in ("runs", "succeeded", "failed", "rolled_back", "recurred"))
