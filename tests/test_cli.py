@@ -754,14 +754,6 @@ def test_doctor_fails_with_a_fix_hint_when_home_is_missing(home: HomePaths, tmp_
 
 
 # ------------------------------------------------------------------- up, version, help
-def test_up_exits_1_saying_what_is_missing(home: HomePaths) -> None:
-    result = run_aios("up", home=home)
-    assert_exit(result, 1)
-    message = flat(result.stderr)
-    assert "Prefect flows and deployments" in message
-    assert "not part of this version" in message
-
-
 def test_version(home: HomePaths) -> None:
     result = run_aios("--version", home=home)
     assert_exit(result, 0)

@@ -15,7 +15,15 @@ import typer
 from rich.markup import escape
 
 from aios import __version__
-from aios.cli import doctor_cmd, events_cmd, observe_cmd, playbooks_cmd, score_cmd
+from aios.cli import (
+    approvals_cmd,
+    doctor_cmd,
+    events_cmd,
+    observe_cmd,
+    orchestration_cmd,
+    playbooks_cmd,
+    score_cmd,
+)
 from aios.cli.output import console, err_console, event_json, print_json
 from aios.errors import AIOSError, InputError
 
@@ -34,6 +42,10 @@ app.command("score")(score_cmd.score)
 app.command("monitor")(observe_cmd.monitor)
 app.command("agents")(observe_cmd.agents)
 app.add_typer(observe_cmd.ingest_app, name="ingest")
+app.add_typer(approvals_cmd.app, name="approvals")
+app.command("up")(orchestration_cmd.up)
+app.command("run")(orchestration_cmd.run)
+app.command("deploy")(orchestration_cmd.deploy)
 
 
 def _version(value: bool) -> None:
@@ -151,17 +163,6 @@ def emit(
         print_json(event_json(event))
     else:
         console.print(event.id)
-
-
-@app.command()
-def up() -> None:
-    """Run AIOS: a local Prefect server and every deployment on its schedule."""
-    err_console.print(
-        "aios up needs the Prefect flows and deployments (flows/, deployments/), which are not "
-        "part of this version yet. What works now: aios init, aios emit, aios events ..., "
-        "aios doctor."
-    )
-    raise typer.Exit(1)
 
 
 def run() -> None:

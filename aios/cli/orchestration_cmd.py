@@ -1,0 +1,116 @@
+"""``aios up``, ``aios run FLOW`` and ``aios deploy --pool NAME``: AIOS on Prefect.
+
+These commands load the Prefect side (``deployments/``, ``flows/``) only when they run, so the
+rest of the CLI never pays for importing Prefect.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from aios.cli.output import console, err_console, print_json, rows_table
+from aios.errors import InputError
+
+FLOW_NAMES = (
+    "monitor",
+    "analyst",
+    "optimizer",
+    "executor",
+    "validator",
+    "learner",
+    "orchestrator",
+    "reactor",
+    "heartbeat",
+    "maintenance",
+)
+
+
+def up() -> None:
+    """Run AIOS: a local Prefect server (unless PREFECT_API_URL names one; its port from
+    PREFECT_SERVER_API_PORT, default 4200), every deployment on its schedule, and the event
+    watcher that starts the reactor for urgent events. Prints the Prefect UI address.
+    Ctrl-C stops the runner, then the server."""
+    from deployments.up import up as run_up
+
+    raise typer.Exit(run_up(console=err_console))
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    import orjson
+
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param {item!r} is not KEY=VALUE")
+        try:
+            params[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def run(
+    flow: Annotated[str, typer.Argument(help=f"One of: {', '.join(FLOW_NAMES)}.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Flow parameter KEY=VALUE (JSON values allowed)."),
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", help="reactor only: the id of an event to react to (repeat)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run one flow now and print its result. Uses the server of `aios up` (or
+    PREFECT_API_URL); without one, a temporary Prefect server for this run."""
+    if flow not in FLOW_NAMES:
+        raise InputError(f"{flow!r} is not a flow: use one of {', '.join(FLOW_NAMES)}")
+    params = _parse_params(param or [])
+    if event:
+        if flow != "reactor":
+            raise InputError("--event is for the reactor flow only")
+        params["event_ids"] = list(event)
+    from deployments.run_now import run_flow
+
+    started = time.monotonic()
+    result = run_flow(flow, params)
+    if as_json:
+        print_json(result)
+        return
+    console.print(f"[bold]aios-{flow}[/] finished in {time.monotonic() - started:.1f} s")
+    from aios.cli.output import dumps
+
+    console.print(dumps(result), markup=False, highlight=False)
+
+
+def deploy(
+    pool: Annotated[str, typer.Option("--pool", help="Work pool (created as process type).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Create or update every AIOS deployment on a work pool, for workers on many machines
+    (`prefect worker start --pool NAME`). Needs PREFECT_API_URL or a running `aios up`."""
+    import os
+
+    from aios.prefect_api import api_url
+
+    url = api_url()
+    os.environ["PREFECT_API_URL"] = url
+    from aios.config import load_config
+    from deployments.deploy import deploy_to_pool
+
+    done = deploy_to_pool(
+        pool, url, max_remediations=load_config().orchestration.max_concurrent_remediations
+    )
+    if as_json:
+        print_json(done)
+        return
+    console.print(
+        rows_table(
+            ["deployment", "schedule", "id"], [(d["name"], d["schedule"], d["id"]) for d in done]
+        )
+    )
+    console.print(f"start workers with: prefect worker start --pool {pool}")

@@ -1,0 +1,1 @@
+"""Prefect blocks: AIOS settings editable in the Prefect UI, and notifications."""

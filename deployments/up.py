@@ -1,0 +1,171 @@
+"""``aios up``: a local Prefect server (unless PREFECT_API_URL names one), every deployment
+served on its schedule, and the event watcher that starts the reactor for urgent events.
+
+One ``aios up`` per ``AIOS_HOME`` (a lock; the second says where the first is). Ctrl-C or
+SIGTERM stops the runner and the watcher first, then the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Console
+
+from aios.atomic import write_atomic
+from aios.errors import AIOSError
+from aios.home import HomePaths
+from aios.locking import file_lock
+from aios.prefect_api import HttpPrefectAPI, read_up, up_file
+from deployments.server import DEFAULT_PORT, LocalServer, wait_healthy
+
+RUNNER_POLL_S = 1.0  # how often the runner asks for runs to start: the urgent path waits on it
+RUNNER_LIMIT = 50  # flow-run processes at once (paused approvals keep theirs)
+
+
+class AlreadyRunningError(AIOSError):
+    """Another ``aios up`` serves this AIOS_HOME."""
+
+
+@dataclass
+class Endpoints:
+    api_url: str
+    ui_url: str
+    server: LocalServer | None
+
+
+def _endpoints(paths: HomePaths, console: Console) -> Endpoints:
+    url = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
+    if url:
+        with console.status(f"checking the Prefect server at {url} ..."):
+            wait_healthy(url, 30.0, None)
+        ui = os.environ.get("PREFECT_UI_URL", "").strip() or url.removesuffix("/api")
+        return Endpoints(url, ui, None)
+    port = int(os.environ.get("PREFECT_SERVER_API_PORT", str(DEFAULT_PORT)))
+    server = LocalServer(paths, port)
+    with console.status(f"starting a local Prefect server on port {port} ..."):
+        server.start()
+    return Endpoints(server.api_url, server.ui_url, server)
+
+
+def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int:
+    """Run until interrupted; returns the exit code."""
+    paths = paths or HomePaths.current()
+    console = console or Console(stderr=True)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    lock = file_lock(paths.root / "up.lock")
+    if not lock.try_acquire():
+        info = read_up(paths) or {}
+        raise AlreadyRunningError(
+            f"aios up is already running for {paths.root} (pid {info.get('pid', '?')}, "
+            f"Prefect UI {info.get('ui_url', '?')}); stop it first, or use another AIOS_HOME"
+        )
+    started = time.monotonic()
+    endpoints: Endpoints | None = None
+    try:
+        os.environ["AIOS_HOME"] = str(paths.root)
+        os.environ.setdefault("PREFECT_HOME", str(paths.root / "prefect"))
+        endpoints = _endpoints(paths, console)
+        os.environ["PREFECT_API_URL"] = endpoints.api_url
+        os.environ["PREFECT_UI_URL"] = endpoints.ui_url
+        write_atomic(
+            up_file(paths),
+            orjson.dumps(
+                {
+                    "pid": os.getpid(),
+                    "api_url": endpoints.api_url,
+                    "ui_url": endpoints.ui_url,
+                    "started": datetime.now(UTC).isoformat(),
+                    "local_server": endpoints.server is not None,
+                }
+            ),
+        )
+        return _serve(paths, endpoints, console, started)
+    finally:
+        if endpoints is not None and endpoints.server is not None:
+            with console.status("stopping the Prefect server ..."):
+                endpoints.server.stop()
+        up_file(paths).unlink(missing_ok=True)
+        lock.release()
+
+
+def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: float) -> int:
+    # Prefect is imported only now: its settings are read from the environment set above.
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
+
+    from aios.runtime import default_bus
+    from blocks.aios_settings import AIOSSettings, effective_config
+    from deployments.definitions import DEPLOYMENTS, REACTOR, runner_deployments
+    from deployments.watcher import EventWatcher
+    from tasks.remediate import REMEDIATION_LIMIT
+
+    config = effective_config(paths)
+    AIOSSettings.register_type_and_schema()
+    with HttpPrefectAPI(endpoints.api_url) as api:
+        if api.read_concurrency_limit(REMEDIATION_LIMIT) is None:
+            api.upsert_concurrency_limit(
+                REMEDIATION_LIMIT, config.orchestration.max_concurrent_remediations
+            )
+    runner = Runner(
+        name="aios", query_seconds=RUNNER_POLL_S, limit=RUNNER_LIMIT, pause_on_shutdown=True
+    )
+    ids: dict[str, Any] = {}
+    for spec, deployment in zip(DEPLOYMENTS, runner_deployments(), strict=True):
+        ids[spec.agent] = runner.add_deployment(deployment)
+    reactor_id = ids[REACTOR.agent]
+
+    def start_reactor(event_ids: list[str]) -> str:
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(
+                reactor_id, parameters={"event_ids": event_ids}, tags=["aios", "urgent"]
+            )
+        return str(run.id)
+
+    watcher = EventWatcher(default_bus(), paths, config, start_reactor)
+    watcher.start()
+    console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
+    console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
+    console.print(f"  AIOS_HOME:  {paths.root}")
+    for spec in DEPLOYMENTS:
+        console.print(f"  {spec.full_name:<28} {spec.schedule_text()}")
+    console.print("  urgent (P0/P1) events start aios-reactor/aios at once")
+    console.print("Ctrl-C stops it.")
+    try:
+        asyncio.run(_run_until_signalled(runner))
+    except (KeyboardInterrupt, TerminationSignal):
+        pass
+    finally:
+        watcher.stop()
+        watcher.join(10)
+        console.print("runner and event watcher stopped")
+    return 0
+
+
+async def _run_until_signalled(runner: Any) -> None:
+    """Run the runner until SIGINT or SIGTERM, then stop it (its flow runs are cancelled)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    serving = asyncio.create_task(runner.start())
+    for _ in range(3):  # let the runner install its own SIGTERM handler, then replace it
+        await asyncio.sleep(0)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not serving.done():
+        await runner.astop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    stopping.cancel()
+    error = serving.exception() if serving.done() and not serving.cancelled() else None
+    if error is not None:
+        raise error

@@ -1,0 +1,28 @@
+"""Deciding: the optimizer's plan of remediations for the executor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aios.loop.analyst import Finding
+from aios.loop.optimizer import make_plan, record_plan
+from aios.reactor.runner import load_index, settings_from
+from tasks.policy import aios_task, run_context
+
+
+@aios_task("make-plan")
+def plan_remediations(findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Preview the pending P2 events through the playbooks; record ``plan.proposed``."""
+    ctx = run_context()
+    index, _ = load_index(ctx.config)
+    plan = make_plan(
+        ctx.bus,
+        ctx.paths,
+        index,
+        settings_from(ctx.config, ctx.paths),
+        [Finding(**f) for f in findings or []],
+        now=datetime.now(UTC),
+    )
+    record_plan(ctx.bus, plan)
+    return plan.to_dict()
