@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from aios.durations import format_duration
 from aios.event import Event, Priority
 from aios.home import HomePaths
 from aios.playbooks.matcher import PlaybookIndex
@@ -25,6 +26,10 @@ from aios.reactor.seal import sealed
 from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
 
 SOURCE = "aios.scheduler"
+# The scheduler runs as long as ``aios up``: every so many decisions it forgets the reactor's
+# steps older than anything a breaker reads (at least KEEP, as the reactor does).
+PRUNE_EVERY = 1000
+KEEP = timedelta(days=2)
 # The reactor's and the scheduler's own steps are never work for anyone.
 OWN_SOURCES = frozenset({REACTOR_SOURCE, "aios.playbook", SOURCE})
 
@@ -101,20 +106,28 @@ class Scheduler:
         self.max_age = max_age
         self.state = ReactorState(seal_check=lambda verdict, p: sealed(paths, verdict, p))
         self._recent: OrderedDict[bytes, tuple[str, datetime]] = OrderedDict()
+        self._decided = 0
 
     def observe(self, event: Event) -> None:
         """Take in one of the reactor's steps (breakers are derived from them)."""
         self.state.observe(event)
 
     def decide(self, event: Event, now: datetime) -> Decision:
+        """Whether ``event`` starts a reactor run now, and why (or why not)."""
         self.observe(event)
+        self._decided += 1
+        if self._decided % PRUNE_EVERY == 0:
+            self.state.prune(now, self._keep())
         route = route_of(event)
         if route is not Route.REACTOR:
             why = "AIOS's own step" if route is None else f"{event.priority.value}: {route.value}"
             return Decision(event.id, route, False, why)
         if now - event.time > self.max_age:
             return Decision(
-                event.id, route, False, f"older than {self.max_age}: too late for the urgent path"
+                event.id,
+                route,
+                False,
+                f"older than {format_duration(self.max_age)}: too late for the urgent path",
             )
         playbooks = self.index.match(event)
         # Every occurrence counts toward a threshold: those events are never deduplicated.
@@ -143,6 +156,13 @@ class Scheduler:
                 [p.id for p in playbooks],
             )
         return Decision(event.id, route, True, f"{event.priority.value}: urgent", closed)
+
+    def _keep(self) -> timedelta:
+        spans = [KEEP]
+        for playbook in self.index.playbooks.values():
+            limits = playbook.limits
+            spans += [limits.window, limits.cooldown, limits.flap_window]
+        return max(spans)
 
     def _duplicate(self, event: Event) -> str | None:
         key = fingerprint(event)

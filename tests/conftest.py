@@ -53,3 +53,34 @@ def run_aios(
         env=full_env,
         timeout=120,
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One real Prefect server (temporary SQLite) for the whole session; yields its API URL.
+
+    Started once: it costs about 12 s. Tests keep apart by their own names and AIOS_HOME.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
+        with prefect_test_harness(server_startup_timeout=90):
+            yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An allowed root for file actions (modules with other needs define their own)."""
+    path = tmp_path / "agents"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def config_file(root: Path) -> Path:
+    """An agent's JSON config file in ``root``: heartbeat.interval 60, retries 1."""
+    path = root / "writer.json"
+    path.write_text('{\n  "heartbeat": {\n    "interval": 60\n  },\n  "retries": 1\n}\n')
+    return path

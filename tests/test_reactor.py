@@ -24,20 +24,6 @@ from aios.store import open_store
 from aios.store.consumers import last_seq
 
 
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "agents"
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
-def config_file(root: Path) -> Path:
-    path = root / "writer.json"
-    path.write_text('{\n  "heartbeat": {\n    "interval": 60\n  },\n  "retries": 1\n}\n')
-    return path
-
-
 def playbook(pid: str = "slow_heartbeat", **fields: Any) -> Playbook:
     data: dict[str, Any] = {
         "id": pid,

@@ -173,12 +173,14 @@ def _totals(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) ->
 def failure_patterns(
     con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
 ) -> list[FailurePattern]:
-    """Task failures in ``[since, until)`` grouped by error signature, most frequent first."""
+    """Task failures in ``[since, until)`` grouped by error signature, most frequent first;
+    each with its first and last time and its latest failure as the sample."""
+    # By time, not by log order: failures ingested late carry their own (earlier) times.
     rows = con.execute(
         f"""
         SELECT {AGENT_OF}, payload->>'error_type', payload->>'error', time, id
         FROM events WHERE type = 'task.failed' AND time >= ? AND time < ?
-        ORDER BY seq DESC LIMIT ?
+        ORDER BY time DESC, seq DESC LIMIT ?
         """,
         [since, until, MAX_FAILURES_READ],
     ).fetchall()
@@ -192,7 +194,7 @@ def failure_patterns(
             )
             continue
         found.count += 1
-        found.first = time
+        found.first = min(found.first, time)
         if agent not in found.agents:
             found.agents.append(agent)
     return sorted(patterns.values(), key=lambda p: (-p.count, p.signature))[:20]
@@ -345,7 +347,7 @@ def _findings(report: AnalystReport) -> list[Finding]:
         found.append(
             Finding(
                 "score",
-                f"{score['preset']} score {score['score']:.2f} ({score['grade']}, "
+                f"{score['preset']} score {_number(score['score'])} ({score['grade']}, "
                 f"{score['trend']})",
                 "high" if score.get("grade") == "critical" else "medium",
                 1,
@@ -373,7 +375,11 @@ def render_markdown(report: AnalystReport) -> str:
     ]
     if report.score:
         s = report.score
-        lines.append(f"- score ({s['preset']}): {s['score']:.2f} {s['grade']}, {s['trend']}")
+        lines.append(
+            f"- score ({s['preset']}): {_number(s['score'])}"
+            + (f" {s['grade']}" if s["grade"] else "")
+            + f", {s['trend']}"
+        )
     else:
         lines.append("- score: no data yet")
     lines += ["", "## Findings", ""]
@@ -417,6 +423,10 @@ def render_markdown(report: AnalystReport) -> str:
         lines += ["", "## Low priority (P3)", ""]
         lines += [f"- {kind}: {count}" for kind, count in report.low_priority.items()]
     return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    return "no data" if value is None else f"{value:.2f}"
 
 
 def _cell(text: str) -> str:

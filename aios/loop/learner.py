@@ -19,6 +19,8 @@ from aios.bus import EventBus
 from aios.loop.analyst import FailurePattern, failure_patterns
 
 SOURCE = "aios.learner"
+# What a record says; a change in any of them is recorded (denials and unverified runs too).
+COUNTS = ("runs", "succeeded", "failed", "rolled_back", "unverified", "denied", "recurred")
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Effectiveness:
     success_rate: float | None
 
     def key(self) -> tuple[Any, ...]:
-        return (self.runs, self.succeeded, self.failed, self.rolled_back, self.recurred)
+        return tuple(getattr(self, name) for name in COUNTS)
 
 
 @dataclass
@@ -97,7 +99,10 @@ def effectiveness(
                                 AND payload->>'outcome' = 'unverified'),
                count(*) FILTER (WHERE type IN ('approval.denied', 'approval.expired')),
                count(*) FILTER (WHERE type = 'validation.verdict'
-                                AND payload->>'verdict' = 'recurred')
+                                AND payload->>'verdict' = 'recurred'),
+               count(*) FILTER (WHERE type = 'validation.verdict'
+                                AND payload->>'verdict' = 'recurred'
+                                AND payload->>'outcome' = 'succeeded')
         FROM events
         WHERE time >= ? AND time < ? AND source IN ('aios.reactor', 'aios.validator')
           AND type IN ('remediation.finished', 'approval.denied', 'approval.expired',
@@ -107,9 +112,11 @@ def effectiveness(
         [since, until],
     ).fetchall()
     found = []
-    for playbook, runs, ok, failed, rolled, unverified, denied, recurred in rows:
+    for playbook, runs, ok, failed, rolled, unverified, denied, recurred, undone in rows:
         judged = ok + failed + rolled
-        held = ok - min(recurred, ok)
+        # Only a verified success that came back lowers the rate: an unverified run that
+        # recurred was never counted as a success.
+        held = ok - min(undone, ok)
         found.append(
             Effectiveness(
                 str(playbook),
@@ -198,4 +205,4 @@ def learn(
 
 
 def _key(payload: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(payload.get(k) for k in ("runs", "succeeded", "failed", "rolled_back", "recurred"))
+    return tuple(payload.get(name) for name in COUNTS)

@@ -3,8 +3,10 @@
 ``make_plan`` takes the P2 events the executor has not handled yet, runs each through the
 playbooks as a preview (threshold, throttle, breaker and a dry run of every action, with the
 reactor's real state; nothing is written or executed) and proposes the remediations that would
-run, with their risk and whether they need a person. The analyst's findings become
-recommendations: failures no playbook covers, playbooks that keep failing, escalations.
+run, with their risk and whether they need a person; each proposal is taken as run for the
+events after it, so one plan never proposes more than a throttle or a run limit lets through.
+The analyst's findings become recommendations: failures no playbook covers, playbooks that
+keep failing, escalations.
 """
 
 from __future__ import annotations
@@ -16,14 +18,16 @@ from typing import Any
 
 import duckdb
 
-from aios.bus import EventBus
+from aios.bus import EventBus, make_event
 from aios.event import Event
 from aios.home import HomePaths
 from aios.loop.analyst import Finding
 from aios.playbooks.matcher import PlaybookIndex
+from aios.playbooks.model import Playbook
 from aios.reactor.approval import PolicyApprover
 from aios.reactor.engine import Reactor, ReactorSettings
 from aios.reactor.runner import warm_up
+from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
 from aios.scheduler import Route, route_of
 from aios.store import open_store
 from aios.store.consumers import events_after, events_with_ids, get_position, seq_at
@@ -138,6 +142,7 @@ def make_plan(
                 plan.below_threshold += 1
                 continue
             playbook = index.playbooks[outcome.playbook]
+            proposed = outcome.status == "dry_run"
             plan.items.append(
                 ProposedRemediation(
                     event.id,
@@ -146,12 +151,41 @@ def make_plan(
                     outcome.remediation_id,
                     outcome.risk,
                     playbook.needs_approval(settings.approve_from),
-                    "proposed" if outcome.status == "dry_run" else outcome.reason,
+                    "proposed" if proposed else outcome.reason,
                     [str(step.get("summary", "")) for step in outcome.plan],
                 )
             )
+            if proposed and outcome.remediation_id:
+                _assume_run(preview.state, playbook, event, outcome.remediation_id, now)
     plan.recommendations = recommend(index, findings or [], samples)
     return plan
+
+
+_OWN: dict[str, Any] = {"source": REACTOR_SOURCE}  # the preview's own steps, as the reactor's
+
+
+def _assume_run(
+    state: ReactorState, playbook: Playbook, trigger: Event, rid: str, now: datetime
+) -> None:
+    """Let the preview take a proposed remediation as run, so that the later events of the
+    plan meet its throttle, run limit and flapping as the executor will (its outcome is
+    unknown: it counts toward no failure streak)."""
+    at = min(trigger.time, now)
+    base = {
+        "remediation_id": rid,
+        "playbook": playbook.id,
+        "target": target_key(trigger, playbook),
+        "decided_at": at.isoformat(),
+    }
+    throttle_key = state.throttled(playbook, trigger, at)[1] if playbook.trigger.throttle else None
+    steps = [make_event("remediation.started", {**base, "throttle_key": throttle_key}, **_OWN)]
+    steps += [
+        make_event("action.completed", {**base, "index": i, "action": a.type, "undo": {}}, **_OWN)
+        for i, a in enumerate(playbook.actions)
+    ]
+    steps.append(make_event("remediation.finished", {**base, "outcome": "proposed"}, **_OWN))
+    for step in steps:
+        state.observe(step)
 
 
 def _samples(con: duckdb.DuckDBPyConnection, findings: list[Finding]) -> dict[str, Event]:

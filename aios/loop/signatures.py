@@ -15,7 +15,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b[0-9a-f]{12,}\b", re.I), "<hex>"),
     (re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"), "<addr>"),
     (re.compile(r"https?://\S+"), "<url>"),
-    (re.compile(r"(?:~|\.{1,2})?/(?:[\w.@+-]+/)*[\w.@+-]+"), "<path>"),
+    (re.compile(r"(?<![\w])(?:~|\.{1,2})?/(?:[\w.@+-]+/)*[\w.@+-]+"), "<path>"),
     (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
     (re.compile(r"(?<![A-Za-z_<])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?", re.I), "<n>"),
     (re.compile(r"\s+"), " "),

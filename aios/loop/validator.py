@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from aios.bus import EventBus
+from aios.durations import format_duration
 from aios.event import Event, Severity
 from aios.home import HomePaths
 from aios.playbooks.matcher import PlaybookIndex
@@ -89,7 +90,7 @@ def validate(
             if trigger is None:
                 continue
             outcome = reactor.roll_back_interrupted(
-                trigger, rid, f"no runner since more than {interrupted_after}"
+                trigger, rid, f"no runner since more than {format_duration(interrupted_after)}"
             )
             if outcome.status != "skipped":
                 report.interrupted.append(outcome)

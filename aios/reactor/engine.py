@@ -203,7 +203,7 @@ class Reactor:
         self.sleep = sleep
         self.plan_actions = plan_actions
         self.clock = clock
-        self.keep = max(keep, *(longest_window(p) for p in index.playbooks.values()))
+        self.keep = max([keep, *(longest_window(p) for p in index.playbooks.values())])
         self._handled = 0
         self.lock = file_lock(settings.paths.root / "reactor.lock")
         self._seen: set[str] = set()
@@ -299,6 +299,8 @@ class Reactor:
         rid = step.rid
         if not playbook.enabled:
             return step.skipped("disabled", "the playbook is disabled")
+        if self.dry_run:  # nothing will run: no claim to make, no lock file to leave
+            return self._decide_and_run(step)
         # One runner per remediation, across threads and processes, for its whole run; a
         # crashed runner releases it (the lock is an flock), so a retry can resume.
         run_lock = remediation_lock(self.settings.paths, rid)
@@ -496,6 +498,9 @@ class Reactor:
             return Outcome(record.playbook, "rolled_back", f"interrupted: {reason}", rid)
         finally:
             run_lock.release()
+            if record.finished:  # nobody will take it again
+                run_lock.path.unlink(missing_ok=True)
+                forget_lock(run_lock.path)
 
     def _blocked(self, step: _Step) -> Outcome | None:
         """A skip (recorded) if the throttle, the breaker or flapping stops this run now."""

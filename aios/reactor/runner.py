@@ -3,7 +3,8 @@
 ``react`` handles the events after the reactor's position (kept in the store), first warming
 its state up on the window of history before that position, and moves the position forward
 as it goes (not in a dry run). ``react_to`` handles given events (by id) with a reactor warmed
-up on the history before the first of them: what the Prefect flows call.
+up on the history before the first of them, the other events between them counted toward
+thresholds where they fall: what the Prefect flows call.
 """
 
 from __future__ import annotations
@@ -211,19 +212,41 @@ def react_to(
         run_guard=run_guard,
     )
     reactor.start_following(bus.log.end())
+    between: list[tuple[int, Event]] = []
     if found:
-        warm_up(
-            reactor,
-            paths,
-            found[0][0] - 1,
-            datetime.now().astimezone(),
-            exclude=set(wanted),
-        )
+        now = datetime.now().astimezone()
+        warm_up(reactor, paths, found[0][0] - 1, now, exclude=set(wanted))
+        between = _counted_between(reactor, paths, found[0][0], found[-1][0], now, set(wanted))
+    # The other triggers between the given events count toward thresholds where they fall,
+    # as they did when the events were first decided (the executor hands over several at once).
+    counted = iter(between)
+    upcoming = next(counted, None)
     results = []
-    for _, event in found:
+    for seq, event in found:
+        while upcoming is not None and upcoming[0] < seq:
+            reactor.warm_up([upcoming[1]])
+            upcoming = next(counted, None)
         for outcome in reactor.process(event, only=only):
             results.append((event, outcome))
     return results
+
+
+def _counted_between(
+    reactor: Reactor,
+    paths: HomePaths,
+    after_seq: int,
+    before_seq: int,
+    now: datetime,
+    exclude: set[str],
+) -> list[tuple[int, Event]]:
+    """Events strictly between two seqs that a threshold playbook counts, oldest first."""
+    triggers = [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
+    if not triggers or before_seq - after_seq < 2:
+        return []
+    since = now - state_window(reactor.index.playbooks.values())
+    with open_store(paths) as con:
+        rows = list(events_between(con, since, before_seq - 1, triggers))
+    return [(seq, e) for seq, e in rows if seq > after_seq and e.id not in exclude]
 
 
 def record_decision(
