@@ -4,7 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench lint clean
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup run test bench lint clean browser
 
 $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "" 2>/dev/null; then rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
@@ -17,8 +19,13 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/aios up
 
-test: setup lint
+test: setup browser lint
 	$(BIN)/python -m pytest
+
+# Debian's Chromium for the browser test of approvals in the Prefect UI.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -13,7 +13,10 @@ address ``aios up`` recorded in ``$AIOS_HOME/up.json``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -42,7 +45,8 @@ class PrefectAPIError(AIOSError):
 
 
 class PrefectUnavailableError(PrefectAPIError):
-    """No Prefect server answered (not running, wrong address): worth retrying later."""
+    """No Prefect server answered (not running, wrong address), or it stayed busy (503) through
+    every retry: worth retrying later."""
 
 
 class PrefectNotFoundError(PrefectAPIError):
@@ -133,6 +137,13 @@ def paused_filter() -> dict[str, Any]:
     return {"flow_runs": {"state": {"type": {"any_": ["PAUSED"]}}}}
 
 
+# Answers that mean "try again": what Prefect's own client retries.
+RETRY_CODES = frozenset({408, 429, 502, 503})
+RETRIES = 5
+RETRY_BASE_S = 0.25
+RETRY_MAX_S = 10.0
+RETRY_JITTER = 0.2
+
 # The server refuses a page larger than this (HTTP 422, PREFECT_API_DEFAULT_LIMIT).
 PAGE = 200
 FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
@@ -166,17 +177,25 @@ class HttpPrefectAPI:
         import httpx
 
         url = f"{self.url}/{path}"
-        try:
-            response = self._client.request(
-                method,
-                path,
-                content=orjson.dumps(body) if body is not None else None,
-                headers={"Content-Type": "application/json"} if body is not None else None,
-            )
-        except httpx.HTTPError as exc:
-            raise PrefectUnavailableError(f"{type(exc).__name__}: {exc}", url=url) from None
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._client.request(
+                    method,
+                    path,
+                    content=orjson.dumps(body) if body is not None else None,
+                    headers={"Content-Type": "application/json"} if body is not None else None,
+                )
+            except httpx.HTTPError as exc:
+                raise PrefectUnavailableError(f"{type(exc).__name__}: {exc}", url=url) from None
+            if response.status_code not in RETRY_CODES or attempt == RETRIES:
+                break
+            # The server's way of saying "busy, ask again" (a locked SQLite database is a
+            # 503): its own client retries these too, and so does this one.
+            time.sleep(_retry_delay(attempt, response.headers.get("Retry-After")))
         if response.status_code == 404:
             raise PrefectNotFoundError(_detail(response), status=404, url=url)
+        if response.status_code in RETRY_CODES:  # still busy after every retry: later
+            raise PrefectUnavailableError(_detail(response), status=response.status_code, url=url)
         if response.status_code >= 400:
             raise PrefectAPIError(_detail(response), status=response.status_code, url=url)
         return response
@@ -302,6 +321,16 @@ class HttpPrefectAPI:
 
     def delete_concurrency_limit(self, name: str) -> None:
         self._call("DELETE", f"v2/concurrency_limits/{_segment(name)}")
+
+
+def _retry_delay(attempt: int, retry_after: str | None) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's Retry-After when it
+    gives one in seconds, else exponential backoff; with jitter, at most RETRY_MAX_S."""
+    delay = RETRY_BASE_S * 2.0**attempt
+    if retry_after:
+        with contextlib.suppress(ValueError):
+            delay = float(retry_after)
+    return min(RETRY_MAX_S, delay) * random.uniform(1.0, 1.0 + RETRY_JITTER)
 
 
 def _detail(response: httpx.Response) -> str:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +47,7 @@ def _endpoints(paths: HomePaths, console: Console) -> Endpoints:
     url = os.environ.get("PREFECT_API_URL", "").strip().rstrip("/")
     if url:
         with console.status(f"checking the Prefect server at {url} ..."):
-            wait_healthy(url, 30.0, None)
+            wait_healthy(url, 15.0, None)
         ui = os.environ.get("PREFECT_UI_URL", "").strip() or url.removesuffix("/api")
         return Endpoints(url, ui, None)
     port = int(os.environ.get("PREFECT_SERVER_API_PORT", str(DEFAULT_PORT)))
@@ -57,6 +59,8 @@ def _endpoints(paths: HomePaths, console: Console) -> Endpoints:
 
 def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int:
     """Run until interrupted; returns the exit code."""
+    # SIGTERM while starting stops it like Ctrl-C: the server is not left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     paths = paths or HomePaths.current()
     console = console or Console(stderr=True)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -88,12 +92,19 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
             ),
         )
         return _serve(paths, endpoints, console, started)
+    except KeyboardInterrupt:
+        console.print("stopped before it was up")
+        return 0
     finally:
         if endpoints is not None and endpoints.server is not None:
             with console.status("stopping the Prefect server ..."):
                 endpoints.server.stop()
         up_file(paths).unlink(missing_ok=True)
         lock.release()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: float) -> int:
@@ -108,6 +119,7 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     from deployments.watcher import EventWatcher
     from tasks.remediate import REMEDIATION_LIMIT
 
+    _log_to_stderr()
     config = effective_config(paths)
     AIOSSettings.register_type_and_schema()
     with HttpPrefectAPI(endpoints.api_url) as api:
@@ -132,15 +144,19 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
 
     watcher = EventWatcher(default_bus(), paths, config, start_reactor)
     watcher.start()
-    console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
-    console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
-    console.print(f"  AIOS_HOME:  {paths.root}")
-    for spec in DEPLOYMENTS:
-        console.print(f"  {spec.full_name:<28} {spec.schedule_text()}")
-    console.print("  urgent (P0/P1) events start aios-reactor/aios at once")
-    console.print("Ctrl-C stops it.")
+    watcher.ready.wait(60)
+
+    def announce() -> None:
+        console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
+        console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
+        console.print(f"  AIOS_HOME:  {paths.root}")
+        for spec in DEPLOYMENTS:
+            console.print(f"  {spec.full_name:<28} {spec.schedule_text()}")
+        console.print("  urgent (P0/P1) events start aios-reactor/aios at once")
+        console.print("Ctrl-C stops it.")
+
     try:
-        asyncio.run(_run_until_signalled(runner))
+        asyncio.run(_run_until_signalled(runner, announce))
     except (KeyboardInterrupt, TerminationSignal):
         pass
     finally:
@@ -150,8 +166,21 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     return 0
 
 
-async def _run_until_signalled(runner: Any) -> None:
-    """Run the runner until SIGINT or SIGTERM, then stop it (its flow runs are cancelled)."""
+def _log_to_stderr() -> None:
+    """AIOS's own messages (the watcher's, say) next to Prefect's on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s | %(levelname)-7s | %(name)s - %(message)s")
+    )
+    logger = logging.getLogger("aios")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+async def _run_until_signalled(runner: Any, announce: Callable[[], None]) -> None:
+    """Run the runner until SIGINT or SIGTERM, then stop it (its flow runs are cancelled).
+    ``announce`` runs once the signals are ours: from then on, either stops it cleanly."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     serving = asyncio.create_task(runner.start())
@@ -159,10 +188,18 @@ async def _run_until_signalled(runner: Any) -> None:
         await asyncio.sleep(0)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    for _ in range(300):  # announce once the runner is really serving
+        if getattr(runner, "started", False) or serving.done() or stop.is_set():
+            break
+        await asyncio.sleep(0.1)
+    announce()
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if not serving.done():
-        await runner.astop()
+        if getattr(runner, "started", False):
+            await runner.astop()
+        else:  # stopped while starting
+            serving.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await serving
     stopping.cancel()

@@ -47,6 +47,17 @@ def load_cursor(paths: HomePaths) -> Cursor | None:
         return None
 
 
+def _dir_mtimes(dirs: list[Path]) -> tuple[float, ...]:
+    """Cheap: a file added to or removed from a playbook directory changes its mtime."""
+    stamps = []
+    for root in dirs:
+        try:
+            stamps.append(root.stat().st_mtime)
+        except OSError:
+            stamps.append(-1.0)
+    return tuple(stamps)
+
+
 def _mtimes(dirs: list[Path]) -> tuple[float, ...]:
     stamps = []
     for root in dirs:
@@ -83,6 +94,7 @@ class EventWatcher(threading.Thread):
         self.ready = threading.Event()
         self._dirs = playbook_dirs(config)
         self._stamps: tuple[float, ...] = ()
+        self._dir_stamps: tuple[float, ...] = ()
         self._checked = 0.0
         self.scheduler = Scheduler(
             self._load_index(),
@@ -90,6 +102,8 @@ class EventWatcher(threading.Thread):
             dedupe_window=config.orchestration.dedupe_window,
             max_age=config.orchestration.urgent_max_age,
         )
+        # Where to start, fixed now: an event emitted once aios up says it is up is seen.
+        self.start_at = load_cursor(paths) or bus.log.end()
 
     def stop(self) -> None:
         self._stop_flag.set()
@@ -99,14 +113,18 @@ class EventWatcher(threading.Thread):
         for problem in result.problems:
             logger.warning("playbook problem (left out): %s", problem)
         self._stamps = _mtimes(self._dirs)
+        self._dir_stamps = _dir_mtimes(self._dirs)
         return index
 
     def _maybe_reload(self) -> None:
+        """Reload at once when a playbook file comes or goes, within seconds when one is
+        edited."""
         now = time.monotonic()
-        if now - self._checked < RELOAD_CHECK_S:
+        added_or_removed = _dir_mtimes(self._dirs) != self._dir_stamps
+        if not added_or_removed and now - self._checked < RELOAD_CHECK_S:
             return
         self._checked = now
-        if _mtimes(self._dirs) != self._stamps:
+        if added_or_removed or _mtimes(self._dirs) != self._stamps:
             self.scheduler.index = self._load_index()
             logger.info("playbooks reloaded: %d", len(self.scheduler.index.playbooks))
 
@@ -125,7 +143,7 @@ class EventWatcher(threading.Thread):
             self._warm_up()
         except Exception:
             logger.exception("could not read the reactor's recent history; breakers start closed")
-        cursor = load_cursor(self.paths) or self.bus.log.end()
+        cursor = self.start_at
         self.ready.set()
         failures = 0
         while not self._stop_flag.is_set():

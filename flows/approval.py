@@ -34,7 +34,7 @@ class RemediationApproval(RunInput):
         default=False, description="Tick to run the remediation; leave it off to reject it."
     )
     reason: str = Field(default="", description="Why: recorded with the decision.")
-    approver: str = Field(default="", description="Your name (required).")
+    approver: str = Field(min_length=1, description="Your name: who decides.")
 
 
 def announce_waiting(request: ApprovalRequest, flow_run_id: str, timeout_s: float) -> None:
@@ -62,12 +62,25 @@ def describe(request: ApprovalRequest, timeout_s: float, note: str = "") -> str:
     lines = [f"## Approve remediation `{request.remediation_id}`?", ""]
     if note:
         lines += [f"**{note}**", ""]
-    lines += ["```", request.description, "```", ""]
+    for line in request.description.splitlines():  # one line each, wrapped by the UI
+        text = line.strip()
+        if text:
+            lines.append(
+                f"- {_escape(text)}" if not line.startswith("  ") else f"    - {_escape(text)}"
+            )
+    lines.append("")
     lines.append(
         f"Risk: **{request.risk}**. Unanswered after {format_duration_s(timeout_s)}, it is "
         "denied. Tick *approve* to run it; leave it off to reject it."
     )
     return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    """Plain text inside markdown: characters that would format are escaped."""
+    for char in "\\`*_[]<>#|":
+        text = text.replace(char, "\\" + char)
+    return text
 
 
 def format_duration_s(seconds: float) -> str:
@@ -114,10 +127,7 @@ def wait_for_approval(
                 reason = f"no answer within {format_duration_s(timeout_s)}"
                 return ApprovalDecision(False, "nobody", reason, expired=True)
             form = RemediationApproval.with_initial_data(
-                description=describe(request, timeout_s, note),
-                approve=False,
-                reason="",
-                approver="",
+                description=describe(request, timeout_s, note), approve=False, reason=""
             )
             answer: Any = pause_flow_run(
                 wait_for_input=form,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, tags
 
 from flows import artifacts
 from flows.analyst import analyst_flow
@@ -19,17 +19,20 @@ from flows.optimizer import optimizer_flow
 from flows.validator import validator_flow
 from tasks.analyse import score_report
 
+TAG = "aios"
+
 
 @flow(name="aios-orchestrator", log_prints=False)
 def orchestrator_flow(window_hours: float = 24.0) -> dict[str, Any]:
     """One pass of the loop; returns each stage's result."""
-    observed = monitor_flow()
-    analysis = analyst_flow(window_hours)
-    plan = optimizer_flow(analysis["findings"])
-    executed = executor_flow(plan)
-    verdicts = validator_flow(window_hours)
-    learned = learner_flow()
-    report = score_report()
+    with tags(TAG):  # AIOS's own runs: the flow-run health check leaves them out
+        observed = monitor_flow()
+        analysis = analyst_flow(window_hours)
+        plan = optimizer_flow(analysis["findings"])
+        executed = executor_flow(plan)
+        verdicts = validator_flow(window_hours)
+        learned = learner_flow()
+        report = score_report()
     artifacts.markdown("aios-score-report", report["markdown"], "Scores after this pass.")
     return {
         "monitor": observed,

@@ -147,18 +147,6 @@ def test_a_server_that_is_down_raises_and_emits_nothing(
 
 
 # ---------------------------------------------------------------- real server
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[str]:
-    """A real Prefect server on a temporary SQLite database; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
-        with prefect_test_harness():
-            yield str(PREFECT_API_URL.value())
-
-
 @dataclass
 class Workloads:
     """Deployments and runs made with Prefect's own client (removed after the test)."""

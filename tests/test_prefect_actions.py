@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import http.server
 import json
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from aios.event import Event
 from aios.home import HomePaths
 from aios.playbooks.model import Playbook
 from aios.prefect_api import (
+    RETRIES,
     HttpPrefectAPI,
     MemoryPrefectAPI,
     PrefectAPI,
@@ -335,18 +338,6 @@ def test_playbooks_accept_the_prefect_actions_and_their_floors_raise_the_risk() 
 
 
 # ---------------------------------------------------------------- real server
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[str]:
-    """A real Prefect server on a temporary SQLite database; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here
-        with prefect_test_harness():
-            yield str(PREFECT_API_URL.value())
-
-
 @dataclass
 class Server:
     """Prefect's own client on the test server, and what a test made there (removed after)."""
@@ -548,6 +539,48 @@ def test_port_names_what_is_missing_and_when_nothing_answers(
         assert down.health() is False
         with pytest.raises(PrefectUnavailableError):
             down.read_deployments()
+
+
+class _BusyThenOk(http.server.BaseHTTPRequestHandler):
+    """Answers 503 (a locked database, as Prefect's server says it) ``busy`` times, then 200."""
+
+    busy = 0
+    seen = 0
+
+    def do_GET(self) -> None:
+        type(self).seen += 1
+        code = 503 if type(self).seen <= type(self).busy else 200
+        body = b'{"exception_message": "Service Unavailable"}' if code == 503 else b"[]"
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if code == 503:
+            self.send_header("Retry-After", "0")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("busy", "ok"), [(3, True), (99, False)])
+def test_a_busy_server_is_asked_again_then_named(busy: int, ok: bool) -> None:
+    handler: type[_BusyThenOk] = type("Handler", (_BusyThenOk,), {"busy": busy, "seen": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with HttpPrefectAPI(f"http://127.0.0.1:{server.server_port}/api", timeout=5) as api:
+            if ok:
+                assert api.read_flow_run_input("run", "key") == "[]"  # the answer after them
+                assert handler.seen == busy + 1
+            else:
+                with pytest.raises(PrefectUnavailableError, match="HTTP 503"):
+                    api.read_deployment("x")
+                assert handler.seen == RETRIES + 1  # asked again, then gave up with the status
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_pause_and_resume_round_trip_on_the_server(

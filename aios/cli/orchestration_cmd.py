@@ -29,10 +29,12 @@ FLOW_NAMES = (
 
 
 def up() -> None:
-    """Run AIOS: a local Prefect server (unless PREFECT_API_URL names one; its port from
-    PREFECT_SERVER_API_PORT, default 4200), every deployment on its schedule, and the event
-    watcher that starts the reactor for urgent events. Prints the Prefect UI address.
-    Ctrl-C stops the runner, then the server."""
+    """Run AIOS: Prefect server, every deployment on its schedule, the event watcher.
+
+    A local Prefect server starts unless PREFECT_API_URL names one (its port from
+    PREFECT_SERVER_API_PORT, default 4200); urgent events start the reactor at once. Prints
+    the Prefect UI address. Ctrl-C stops the runner, then the server.
+    """
     from deployments.up import up as run_up
 
     raise typer.Exit(run_up(console=err_console))
@@ -65,8 +67,11 @@ def run(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Run one flow now and print its result. Uses the server of `aios up` (or
-    PREFECT_API_URL); without one, a temporary Prefect server for this run."""
+    """Run one flow now and print its result.
+
+    Uses the server of `aios up` (or PREFECT_API_URL); without one, a temporary Prefect
+    server for this run.
+    """
     if flow not in FLOW_NAMES:
         raise InputError(f"{flow!r} is not a flow: use one of {', '.join(FLOW_NAMES)}")
     params = _parse_params(param or [])
@@ -91,20 +96,27 @@ def deploy(
     pool: Annotated[str, typer.Option("--pool", help="Work pool (created as process type).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Create or update every AIOS deployment on a work pool, for workers on many machines
-    (`prefect worker start --pool NAME`). Needs PREFECT_API_URL or a running `aios up`."""
+    """Create or update every AIOS deployment on a work pool, for workers on many machines.
+
+    Workers run them (`prefect worker start --pool NAME`). Needs PREFECT_API_URL or a
+    running `aios up`.
+    """
     import os
 
     from aios.prefect_api import api_url
 
     url = api_url()
     os.environ["PREFECT_API_URL"] = url
+    import contextlib
+    import sys
+
     from aios.config import load_config
     from deployments.deploy import deploy_to_pool
 
-    done = deploy_to_pool(
-        pool, url, max_remediations=load_config().orchestration.max_concurrent_remediations
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # Prefect's own messages: not the answer
+        done = deploy_to_pool(
+            pool, url, max_remediations=load_config().orchestration.max_concurrent_remediations
+        )
     if as_json:
         print_json(done)
         return
