@@ -168,7 +168,7 @@ def replay(
         list[str] | None,
         typer.Option(
             "--handler",
-            help="MODULE:FUNCTION to deliver to (repeatable); default: [bus].subscribers.",
+            help="MODULE:FUNCTION to deliver to (repeatable); default: \\[bus].subscribers.",
         ),
     ] = None,
     dry_run: Annotated[

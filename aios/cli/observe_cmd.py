@@ -18,7 +18,7 @@ ingest_app = typer.Typer(help="Take in events from other programs over HTTP.", n
 def monitor(
     once: Annotated[bool, typer.Option("--once", help="One cycle, then stop.")] = False,
     interval: Annotated[
-        str | None, typer.Option(help="Between cycles (default: [monitor] interval).")
+        str | None, typer.Option(help="Between cycles (default: \\[monitor] interval).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print each cycle as JSON.")] = False,
 ) -> None:
@@ -134,10 +134,10 @@ def agents(
 
 @ingest_app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address (default: [ingest] host).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default: [ingest] port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address (default: \\[ingest] host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: \\[ingest] port).")] = None,
 ) -> None:
-    """Serve POST /events (token in $AIOS_HOME/ingest.token, or [ingest] token)."""
+    """Serve POST /events (token in $AIOS_HOME/ingest.token, or \\[ingest] token)."""
     import uvicorn
 
     from aios.config import load_config

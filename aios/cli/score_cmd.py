@@ -14,10 +14,10 @@ from aios.errors import InputError
 
 def score(
     window: Annotated[
-        str | None, typer.Option(help="How far back, e.g. 24h or 7d (default: [score] window).")
+        str | None, typer.Option(help="How far back, e.g. 24h or 7d (default: \\[score] window).")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="evolution or ops (default: [score] preset).")
+        str | None, typer.Option(help="evolution or ops (default: \\[score] preset).")
     ] = None,
     record: Annotated[
         bool,
