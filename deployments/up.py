@@ -25,7 +25,7 @@ from aios.atomic import write_atomic
 from aios.errors import AIOSError
 from aios.home import HomePaths
 from aios.locking import file_lock
-from aios.prefect_api import HttpPrefectAPI, read_up, up_file
+from aios.prefect_api import HttpPrefectAPI, PrefectNotFoundError, read_up, up_file
 from deployments.server import DEFAULT_PORT, LocalServer, wait_healthy
 
 RUNNER_POLL_S = 1.0  # how often the runner asks for runs to start: the urgent path waits on it
@@ -34,6 +34,29 @@ RUNNER_LIMIT = 50  # flow-run processes at once (paused approvals keep theirs)
 
 class AlreadyRunningError(AIOSError):
     """Another ``aios up`` serves this AIOS_HOME."""
+
+
+class PoolDeploymentsError(AIOSError):
+    """The server's AIOS deployments belong to a work pool (``aios deploy``): serving them here
+    would take them from its workers."""
+
+
+def _refuse_pool_deployments(api: HttpPrefectAPI, names: list[str]) -> None:
+    """Raise PoolDeploymentsError if any of ``names`` is deployed on a work pool."""
+    taken = []
+    for name in names:
+        try:
+            found = api.read_deployment_by_name(name)
+        except PrefectNotFoundError:
+            continue
+        if found.get("work_pool_name"):
+            taken.append(f"{name} (work pool {found['work_pool_name']})")
+    if taken:
+        raise PoolDeploymentsError(
+            f"{api.url} already runs AIOS on a work pool: {', '.join(taken)}. Its workers run "
+            "them; aios up would take them over. Use another Prefect server for aios up, or "
+            "delete those deployments first (prefect deployment delete NAME)."
+        )
 
 
 @dataclass
@@ -123,6 +146,7 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     config = effective_config(paths)
     AIOSSettings.register_type_and_schema()
     with HttpPrefectAPI(endpoints.api_url) as api:
+        _refuse_pool_deployments(api, [spec.full_name for spec in DEPLOYMENTS])
         if api.read_concurrency_limit(REMEDIATION_LIMIT) is None:
             api.upsert_concurrency_limit(
                 REMEDIATION_LIMIT, config.orchestration.max_concurrent_remediations

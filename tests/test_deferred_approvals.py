@@ -121,7 +121,7 @@ def deny(approver: str = "bob") -> ApprovalDecision:
 
 def react_deferred(
     home: HomePaths, root: Path, index: PlaybookIndex, event: Event
-) -> list[tuple[str, Outcome]]:
+) -> list[tuple[Event, Outcome]]:
     """``react_to`` as the flows call it: approvals deferred to the caller."""
     return runner.react_to(
         aios.bus(),

@@ -3,11 +3,13 @@ real worker, `prefect deploy --all`, `aios run`, and the core staying free of Pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,7 +90,26 @@ def test_aios_run_prints_the_flows_result(home: HomePaths, prefect_server: str) 
     assert wrong.returncode == 2 and "reactor flow only" in wrong.stderr
 
 
+@pytest.fixture
+def pool_deployments(prefect_server: str) -> Iterator[None]:
+    """The AIOS deployments a test puts on a work pool are deleted afterwards: the server is
+    shared, and ``aios up`` refuses to take pool deployments over."""
+    yield
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings({PREFECT_API_URL: prefect_server}),
+        get_client(sync_client=True) as client,
+    ):
+        for spec in DEPLOYMENTS:
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_deployment(client.read_deployment_by_name(spec.full_name).id)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("pool_deployments")
 def test_aios_deploy_to_a_pool_and_a_real_worker_runs_it(
     home: HomePaths, prefect_server: str, tmp_path: Path
 ) -> None:
@@ -131,6 +152,13 @@ def test_aios_deploy_to_a_pool_and_a_real_worker_runs_it(
             "the worker's run to complete",
         )
     assert events_of(home, "type = 'system.heartbeat'"), "the heartbeat ran in this home"
+    # aios up on the same server would take the pool's deployments from its workers: refused.
+    refused = aios_cli("up", home=HomePaths(tmp_path / "up-home"), api_url=prefect_server)
+    assert refused.returncode == 1
+    assert f"aios-heartbeat/aios (work pool {pool})" in refused.stderr
+    assert "another Prefect server" in refused.stderr
+    with HttpPrefectAPI(prefect_server) as api:
+        assert api.read_deployment(heartbeat["id"])["work_pool_name"] == pool  # untouched
 
 
 def _create_run(api_url: str, deployment_id: str) -> str:
@@ -143,6 +171,7 @@ def _create_run(api_url: str, deployment_id: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("pool_deployments")
 def test_prefect_deploy_all_reads_prefect_yaml(home: HomePaths, prefect_server: str) -> None:
     env = aios_env(home, prefect_server)
     prefect = str(Path(sys.executable).parent / "prefect")

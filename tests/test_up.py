@@ -68,15 +68,21 @@ class Served:
         return list(json.loads(result.stdout))
 
 
+# Every playbook here changes the same file; many runs of one action on one target within an
+# hour is flapping, which opens the breaker (rightly): this module's tests are not flapping.
+LIMITS = {"flap_count": 100}
+
+
 def write_playbooks(ws: Workspace, marker: Path) -> None:
     """The playbooks of this module, in place before aios up starts."""
-    ws.playbook("up_low")
-    ws.playbook("up_quiet")
+    ws.playbook("up_low", limits=LIMITS)
+    ws.playbook("up_quiet", limits=LIMITS)
     # One per producer of urgent events.
-    ws.playbook("up_by_cli")
-    ws.playbook("up_by_http")
+    ws.playbook("up_by_cli", limits=LIMITS)
+    ws.playbook("up_by_http", limits=LIMITS)
     ws.playbook(
         "up_by_track",
+        limits=LIMITS,
         trigger={
             "type": "task.failed",
             "conditions": [{"path": "labels.agent", "op": "eq", "value": "producer-track"}],
@@ -84,6 +90,7 @@ def write_playbooks(ws: Workspace, marker: Path) -> None:
     )
     ws.playbook(
         "up_by_monitor",
+        limits=LIMITS,
         trigger={
             "type": "resource.high",
             "conditions": [
@@ -93,12 +100,13 @@ def write_playbooks(ws: Workspace, marker: Path) -> None:
         },
     )
     for answer in ("approve", "reject"):
-        ws.playbook(f"up_risky_{answer}", risk="medium")
+        ws.playbook(f"up_risky_{answer}", risk="medium", limits=LIMITS)
     # The second action kills its own flow-run process the first time it runs.
     crash = f'test -e "{marker}" || {{ touch "{marker}"; kill -9 $PPID; }}'
     ws.playbook(
         "up_crash",
         risk="high",
+        limits=LIMITS,
         actions=[
             {"type": "config.update", "file": str(ws.config), "key": "limits.level", "value": 2},
             {"type": "command.run", "argv": ["/bin/sh", "-c", crash]},
