@@ -311,6 +311,43 @@ class OrchestrationSettings(BaseModel):
     )
 
 
+class MemorySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["chroma", "json"] = Field(
+        default="chroma", description="Where memories and lessons live."
+    )
+    embedding: Literal["auto", "hash", "minilm"] = Field(
+        default="auto",
+        description="auto: the sentence model when installed (the sentence extra), else the "
+        "offline hashing embedding.",
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server (http://HOST:PORT); default: the one aios up started, "
+        "else embedded under $AIOS_HOME/chroma. AIOS_CHROMA_URL overrides it.",
+    )
+
+
+class LessonSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_count: int = Field(
+        default=3, ge=2, description="A failure signature seen this often becomes a lesson..."
+    )
+    window: Duration = Field(default=timedelta(days=7), description="...within this window.")
+    hardened_after: int = Field(
+        default=5, ge=2, description="Verified successes in a row that harden a lesson."
+    )
+    similarity: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="A new failure at least this similar (cosine) to a verified lesson is "
+        "offered its fix; default: the embedding's own (0.4 for hash).",
+    )
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -327,6 +364,8 @@ class AIOSConfig(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
+    lessons: LessonSettings = Field(default_factory=LessonSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -514,4 +553,20 @@ interrupted_after = "1h"
 # Prefect notification blocks (BLOCK-TYPE/NAME, e.g. "slack-webhook/ops") told about critical
 # alerts and approvals waiting.
 notify_blocks = []
+
+[memory]
+# Where memories and lessons live: "chroma" (embedded under $AIOS_HOME/chroma, or the Chroma
+# server aios up starts) or "json" (files under $AIOS_HOME/memory; fine for thousands).
+backend = "chroma"
+# "auto": the sentence model when the sentence extra is installed, else "hash" (offline,
+# deterministic, no download).
+embedding = "auto"
+# chroma_url = "http://127.0.0.1:8000"   # a Chroma server; AIOS_CHROMA_URL overrides it
+
+[lessons]
+min_count = 3              # a failure signature seen this often...
+window = "7d"              # ...within this window becomes a draft lesson
+hardened_after = 5         # verified successes in a row that harden a lesson
+# similarity = 0.4         # how alike a new failure must be to a proven lesson to be offered
+                           # its fix (default: the embedding's own)
 """

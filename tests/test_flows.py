@@ -264,9 +264,18 @@ def test_validator_learner_and_maintenance_flows(ws: Workspace, home: HomePaths)
     [verdict] = verdicts["verdicts"]
     assert verdict["playbook"] == "check_level" and verdict["verdict"] == "held"
     assert "aios-validator-verdicts" in artifacts_of(run_id)
+    for n in range(3):  # a failure that keeps coming back: a lesson
+        aios.emit(
+            "task.failed",
+            {"error_type": "TimeoutError", "error": f"tool search timed out after {n}s"},
+            labels={"agent": "writer"},
+        )
     learned, run_id = run_flow(learner_flow)
     assert [e["playbook"] for e in learned["effectiveness"]] == ["check_level"]
-    assert "check_level" in artifacts_of(run_id)["aios-learner-changes"].data
+    [lesson] = learned["lessons"]["created"]
+    assert lesson["signature"] == "TimeoutError: tool search timed out after <n>s"
+    changes = artifacts_of(run_id)["aios-learner-changes"].data
+    assert "check_level" in changes and "tool search timed out" in changes
     report, run_id = run_flow(maintenance_flow)
     assert report["failed_steps"] == []
     assert events_of(home, "type = 'maintenance.completed'")

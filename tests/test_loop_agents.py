@@ -21,105 +21,20 @@ from aios.loop.analyst import AnalystReport, Finding, analyse, render_markdown
 from aios.loop.signatures import MAX_LENGTH, normalise, signature
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
-from aios.reactor.approval import PolicyApprover
-from aios.reactor.engine import Outcome, Reactor, ReactorSettings, action_context, remediation_id
+from aios.reactor.engine import action_context, remediation_id
 from aios.reactor.state import REACTOR_SOURCE
 from aios.store import open_store
 from aios.store.consumers import last_seq, set_position
-
-
-def settings(home: HomePaths, root: Path) -> ReactorSettings:
-    return ReactorSettings(home, allowed_roots=(root,))
-
-
-def verify_value(file: Path, key: str, expect: str) -> dict[str, Any]:
-    return {
-        "probe": "file_value",
-        "file": str(file),
-        "key": key,
-        "expect": expect,
-        "within": "0.2s",
-        "interval": "0.1s",
-    }
-
-
-def book(pid: str, trigger: str | dict[str, Any] = "queue.backlog", **fields: Any) -> Playbook:
-    data: dict[str, Any] = {
-        "id": pid,
-        "trigger": {"type": trigger} if isinstance(trigger, str) else trigger,
-        "actions": [{"type": "wait", "duration": "0s"}],
-        "limits": {"max_runs": 20},
-    }
-    data.update(fields)
-    return Playbook.model_validate(data)
-
-
-def fixes(config_file: Path, pid: str = "raise_interval", **fields: Any) -> Playbook:
-    """Sets the heartbeat interval to 120 and checks it: succeeds."""
-    return book(
-        pid,
-        actions=[
-            {
-                "type": "config.update",
-                "file": str(config_file),
-                "key": "heartbeat.interval",
-                "value": 120,
-            }
-        ],
-        verify=verify_value(config_file, "heartbeat.interval", "==120"),
-        **fields,
-    )
-
-
-def breaks(config_file: Path, pid: str = "bad_fix", **fields: Any) -> Playbook:
-    """Its verify never passes: rolled back."""
-    return book(
-        pid,
-        actions=[{"type": "config.update", "file": str(config_file), "key": "retries", "value": 3}],
-        verify=verify_value(config_file, "retries", "==99"),
-        **fields,
-    )
-
-
-def remediate(
-    home: HomePaths, root: Path, pb: Playbook, event: Event, *, approve: bool = True
-) -> Outcome:
-    reactor = Reactor(
-        PlaybookIndex([pb]), aios.bus(), settings(home, root), PolicyApprover(approve)
-    )
-    [outcome] = reactor.process(event)
-    return outcome
-
-
-def backlog(host: str = "web1", *, severity: str = "medium", at: datetime | None = None) -> Event:
-    return aios.bus().emit(
-        "queue.backlog", {"depth": 500}, severity=severity, labels={"host": host}, time=at
-    )
-
-
-def failures(
-    count: int,
-    *,
-    agent: str = "writer",
-    error_type: str = "TimeoutError",
-    message: str = "tool search timed out after {n}.5s (req 8f3a{n}c9e12ab34d)",
-    start: datetime,
-    step: timedelta = timedelta(minutes=1),
-) -> list[Event]:
-    """``count`` task failures of one kind, published with past times."""
-    return aios.bus().publish(
-        [
-            Event.create(
-                type="task.failed",
-                source=agent,
-                severity="medium",
-                time=start + n * step,
-                labels={"agent": agent, "task": "summarise"},
-                payload={"error_type": error_type, "error": message.format(n=n + 10)},
-            )
-            for n in range(count)
-        ]
-    )
+from tests.loop_helpers import (
+    backlog,
+    book,
+    breaks,
+    failures,
+    fixes,
+    remediate,
+    settings,
+    verify_value,
+)
 
 
 def events_of(kind: str) -> list[Event]:
@@ -806,48 +721,9 @@ def test_another_denial_is_a_change_worth_recording(
     assert (now.denied, before and before["denied"]) == (2, 1)
 
 
-def test_a_repeated_failure_becomes_a_lesson_candidate_once(home: HomePaths) -> None:
-    now = datetime.now(UTC)
-    failures(3, start=now - timedelta(hours=5))
-    failures(
-        2,
-        agent="reader",
-        error_type="KeyError",
-        message="no key {n}",
-        start=now - timedelta(hours=5),
-    )
-    failures(
-        3, agent="old", error_type="OSError", message="disk {n} full", start=now - timedelta(days=9)
-    )
-    first = learn()
-    assert [(c.signature, c.count) for c in first.candidates] == [
-        ("TimeoutError: tool search timed out after <n>s (req <hex>)", 3)
-    ]
-    [candidate] = events_of("lesson.candidate")
-    assert candidate.labels == {"agent": "writer"}
-    assert candidate.payload["count"] == 3 and candidate.payload["agents"] == ["writer"]
-    assert "- TimeoutError: tool search timed out after <n>s (req <hex>) (x3; writer)" in (
-        first.to_markdown()
-    )
-    failures(1, start=now - timedelta(hours=1))
-    assert learn().candidates == []
-    failures(
-        1,
-        agent="reader",
-        error_type="KeyError",
-        message="no key 99",
-        start=now - timedelta(hours=1),
-    )
-    assert [c.signature for c in learn().candidates] == ["KeyError: no key <n>"]
-    assert len(events_of("lesson.candidate")) == 2
-
-
 def test_the_learner_report_reads_as_a_table(home: HomePaths) -> None:
     quiet = learner.LearnerReport()
-    assert quiet.to_markdown() == (
-        "# Learner changes\n\nNo playbook's effectiveness changed.\n\n"
-        "## New lesson candidates\n\nNone.\n"
-    )
+    assert quiet.to_markdown() == "# Learner changes\n\nNo playbook's effectiveness changed.\n"
     item = learner.Effectiveness("p", 4, 1, 1, 1, 1, 0, 0, 1 / 3)
     assert (
         "| p | 33% | n/a | 4 | 0 |" in learner.LearnerReport(changed=[(item, None)]).to_markdown()

@@ -19,6 +19,7 @@ from aios.cli import (
     approvals_cmd,
     doctor_cmd,
     events_cmd,
+    lessons_cmd,
     observe_cmd,
     orchestration_cmd,
     playbooks_cmd,
@@ -44,6 +45,7 @@ app.command("monitor")(observe_cmd.monitor)
 app.command("agents")(observe_cmd.agents)
 app.add_typer(observe_cmd.ingest_app, name="ingest")
 app.add_typer(approvals_cmd.app, name="approvals")
+app.add_typer(lessons_cmd.app, name="lessons")
 app.command("up")(orchestration_cmd.up)
 app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)

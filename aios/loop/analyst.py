@@ -171,10 +171,11 @@ def _totals(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) ->
 
 
 def failure_patterns(
-    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
+    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, *, limit: int | None = 20
 ) -> list[FailurePattern]:
-    """Task failures in ``[since, until)`` grouped by error signature, most frequent first;
-    each with its first and last time and its latest failure as the sample."""
+    """Task failures in ``[since, until)`` grouped by error signature, most frequent first
+    (the first ``limit``, or all); each with its first and last time and its latest failure
+    as the sample."""
     # By time, not by log order: failures ingested late carry their own (earlier) times.
     rows = con.execute(
         f"""
@@ -197,7 +198,8 @@ def failure_patterns(
         found.first = min(found.first, time)
         if agent not in found.agents:
             found.agents.append(agent)
-    return sorted(patterns.values(), key=lambda p: (-p.count, p.signature))[:20]
+    ordered = sorted(patterns.values(), key=lambda p: (-p.count, p.signature))
+    return ordered if limit is None else ordered[:limit]
 
 
 def _top_issues(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[Issue]:

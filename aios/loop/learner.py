@@ -1,9 +1,8 @@
-"""The Learner (Learn): how well each playbook works, and which failures keep coming back.
+"""The Learner (Learn): how well each playbook works.
 
 ``learn`` derives each playbook's effectiveness over the window (runs, outcomes, approvals
 denied, fixes that did not hold) and records ``playbook.effectiveness`` when it changed since
-the last record; a failure signature seen ``candidate_after`` times or more that was never
-announced becomes a ``lesson.candidate`` (the raw material of lessons).
+the last record. Lessons (failures that keep coming back) are ``aios.lessons``.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import duckdb
 import orjson
 
 from aios.bus import EventBus
-from aios.loop.analyst import FailurePattern, failure_patterns
 
 SOURCE = "aios.learner"
 # What a record says; a change in any of them is recorded (denials and unverified runs too).
@@ -43,16 +41,11 @@ class Effectiveness:
 class LearnerReport:
     effectiveness: list[Effectiveness] = field(default_factory=list)
     changed: list[tuple[Effectiveness, dict[str, Any] | None]] = field(default_factory=list)
-    candidates: list[FailurePattern] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "effectiveness": [asdict(e) for e in self.effectiveness],
             "changed": [{"now": asdict(now), "before": before} for now, before in self.changed],
-            "candidates": [
-                {"signature": c.signature, "count": c.count, "agents": c.agents}
-                for c in self.candidates
-            ],
         }
 
     def to_markdown(self) -> str:
@@ -68,13 +61,6 @@ class LearnerReport:
                 )
         else:
             lines.append("No playbook's effectiveness changed.")
-        lines += ["", "## New lesson candidates", ""]
-        if self.candidates:
-            lines += [
-                f"- {c.signature} (x{c.count}; {', '.join(c.agents)})" for c in self.candidates
-            ]
-        else:
-            lines.append("None.")
         return "\n".join(lines) + "\n"
 
 
@@ -142,23 +128,12 @@ def _last_recorded(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
     return {str(p): orjson.loads(payload) for p, payload in rows}
 
 
-def _announced(con: duckdb.DuckDBPyConnection) -> set[str]:
-    rows = con.execute(
-        "SELECT DISTINCT payload->>'signature' FROM events "
-        "WHERE type = 'lesson.candidate' AND source = ?",
-        [SOURCE],
-    ).fetchall()
-    return {str(row[0]) for row in rows}
-
-
 def learn(
     bus: EventBus,
     con: duckdb.DuckDBPyConnection,
     *,
     now: datetime,
     window: timedelta = timedelta(days=30),
-    candidate_window: timedelta = timedelta(days=7),
-    candidate_after: int = 3,
 ) -> LearnerReport:
     """Derive, compare with what was last recorded, and record what changed."""
     report = LearnerReport(effectiveness=effectiveness(con, now - window, now))
@@ -167,12 +142,6 @@ def learn(
         last = before.get(item.playbook)
         if last is None or _key(last) != item.key():
             report.changed.append((item, last))
-    announced = _announced(con)
-    report.candidates = [
-        p
-        for p in failure_patterns(con, now - candidate_window, now)
-        if p.count >= candidate_after and p.signature not in announced
-    ]
     events: list[dict[str, Any]] = [
         {
             "type": "playbook.effectiveness",
@@ -181,23 +150,6 @@ def learn(
             "payload": {**asdict(item), "window_s": window.total_seconds()},
         }
         for item, _ in report.changed
-    ]
-    events += [
-        {
-            "type": "lesson.candidate",
-            "source": SOURCE,
-            "labels": {"agent": c.agents[0]} if c.agents else {},
-            "payload": {
-                "signature": c.signature,
-                "count": c.count,
-                "agents": c.agents,
-                "sample": c.sample,
-                "sample_event_id": c.sample_event_id,
-                "first": c.first.isoformat(),
-                "last": c.last.isoformat(),
-            },
-        }
-        for c in report.candidates
     ]
     if events:
         bus.emit_many(events)

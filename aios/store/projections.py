@@ -16,7 +16,11 @@ from typing import Protocol, runtime_checkable
 import duckdb
 
 # Modules that register built-in projections when imported.
-BUILTIN_PROJECTION_MODULES: tuple[str, ...] = ("aios.score.projections",)
+BUILTIN_PROJECTION_MODULES: tuple[str, ...] = (
+    "aios.score.projections",
+    "aios.memory.links",
+    "aios.lessons.projection",
+)
 
 
 @runtime_checkable

@@ -1,0 +1,108 @@
+"""A lesson: a failure that keeps coming back, what it looks like, and the fix that works.
+
+Lifecycle: ``draft`` (seen often enough), ``verified`` (its fix was applied and verified),
+``hardened`` (``[lessons] hardened_after`` verified successes in a row). A fix that fails
+demotes the lesson one step (hardened -> verified -> draft). Every change is an event
+(``lesson.created``, ``lesson.updated``, ``lesson.verified``, ``lesson.hardened``,
+``lesson.confirmed``, ``lesson.demoted``, ``lesson.fix_failed``); the ``lessons`` table in
+DuckDB is derived from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+SOURCE = "aios.lessons"
+STATES = ("draft", "verified", "hardened")
+CREATED = "lesson.created"
+UPDATED = "lesson.updated"
+VERIFIED = "lesson.verified"  # draft -> verified
+HARDENED = "lesson.hardened"  # -> hardened
+CONFIRMED = "lesson.confirmed"  # another success, the state stays
+DEMOTED = "lesson.demoted"  # one step down after a failed fix
+FIX_FAILED = "lesson.fix_failed"  # a failed fix of a draft: nothing lower to go to
+JUDGEMENTS = (VERIFIED, HARDENED, CONFIRMED, DEMOTED, FIX_FAILED)
+LESSON_TYPES = (CREATED, UPDATED, *JUDGEMENTS)
+COLLECTION = "lessons"
+
+
+def lesson_id(signature: str) -> str:
+    """The id of the lesson about ``signature``: the same in every process."""
+    return "lesson-" + hashlib.sha256(signature.encode()).hexdigest()[:12]
+
+
+@dataclass
+class Fix:
+    """What to do about it: a playbook (with its risk), and why AIOS believes it works."""
+
+    playbook: str
+    risk: str
+    evidence: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "playbook",
+            "playbook": self.playbook,
+            "risk": self.risk,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass
+class Lesson:
+    lesson_id: str
+    signature: str
+    symptom: str
+    state: str
+    count: int
+    agents: list[str]
+    first_seen: datetime
+    last_seen: datetime
+    fix: dict[str, Any] | None
+    successes: int = 0
+    failures: int = 0
+    streak: int = 0  # verified successes since the last failure
+    sample_event_id: str | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """What is embedded: the signature and a real occurrence, so both wordings match."""
+        return f"{self.signature}\n{self.symptom}" if self.symptom else self.signature
+
+    def to_dict(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "lesson_id": self.lesson_id,
+            "state": self.state,
+            "signature": self.signature,
+            "symptom": self.symptom,
+            "count": self.count,
+            "agents": self.agents,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "fix": self.fix,
+            "successes": self.successes,
+            "failures": self.failures,
+            "streak": self.streak,
+            "sample_event_id": self.sample_event_id,
+            "created": self.created.isoformat() if self.created else None,
+            "updated": self.updated.isoformat() if self.updated else None,
+        }
+        if self.history:
+            found["history"] = self.history
+        return found
+
+    def index_metadata(self) -> dict[str, str | int | float | bool]:
+        """What the lesson index keeps beside the text (for filters and display)."""
+        return {
+            "state": self.state,
+            "signature": self.signature[:500],
+            "count": self.count,
+            "fix_playbook": (self.fix or {}).get("playbook") or "",
+            "successes": self.successes,
+        }

@@ -1,0 +1,284 @@
+"""The Chroma backend: embedded (``PersistentClient`` under ``$AIOS_HOME/chroma``) or a Chroma
+server (``HttpClient``, the one ``aios up`` starts).
+
+AIOS's embeddings are registered with Chroma (``aios-hash``, ``aios-minilm``), so any process
+that imports ``aios.memory`` can open a collection and query it by text. An embedded client
+does not see vectors another process added to an index it already loaded, so every call takes
+an inter-process lock and reopens the client when the files changed since this process last
+touched them; a server has no such problem. A ``where`` filter is applied to a generous
+nearest-neighbour answer first (Chroma's own filtered search reads every matching row), and
+asked of Chroma only when that answer had too few.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import numpy.typing as npt
+
+from aios.errors import AIOSError
+from aios.locking import file_lock
+from aios.memory.embedding import HASH_NAME, SENTENCE_NAME, by_registered_name
+from aios.memory.records import Item, Memory, MemoryInputError, Where, matches, to_memory
+
+OVERFETCH = 8  # a filtered query first asks for this many times top_k neighbours
+MIN_FETCH = 64
+
+
+class ChromaError(AIOSError):
+    """Chroma could not be reached or refused a request; the message says which and where."""
+
+
+def _register() -> None:
+    """Register AIOS's embeddings with Chroma (once per process)."""
+    from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+    from chromadb.utils.embedding_functions import (
+        known_embedding_functions,
+        register_embedding_function,
+    )
+
+    if HASH_NAME in known_embedding_functions:
+        return
+
+    def make(registered: str) -> type[EmbeddingFunction[Documents]]:
+        class AIOSEmbeddingFunction(EmbeddingFunction[Documents]):
+            def __init__(self) -> None:
+                self._embedder = by_registered_name(registered)
+
+            def __call__(self, input: Documents) -> Embeddings:
+                return list(self._embedder.embed(list(input)))
+
+            @staticmethod
+            def name() -> str:
+                return registered
+
+            def default_space(self) -> Any:
+                return "cosine"
+
+            def supported_spaces(self) -> Any:
+                return ["cosine"]
+
+            @staticmethod
+            def build_from_config(config: dict[str, Any]) -> EmbeddingFunction[Documents]:
+                return AIOSEmbeddingFunction()
+
+            def get_config(self) -> dict[str, Any]:
+                return {}
+
+        AIOSEmbeddingFunction.__name__ = f"AIOS_{registered.replace('-', '_')}"
+        return AIOSEmbeddingFunction
+
+    for registered in (HASH_NAME, SENTENCE_NAME):
+        register_embedding_function(make(registered))  # type: ignore[no-untyped-call]
+
+
+def collection_name(collection: str, embedding: str) -> str:
+    """Chroma's name for ``collection`` embedded with ``embedding`` (one per embedding: their
+    vectors cannot be mixed)."""
+    return f"{collection}.{embedding}"
+
+
+class ChromaBackend:
+    """Memories in Chroma: embedded at ``path``, or the server at ``url``."""
+
+    name = "chroma"
+
+    def __init__(self, *, path: Path | None = None, url: str | None = None) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("ChromaBackend takes a path or a url")
+        _register()
+        self.path, self.url = path, url
+        self._client: Any = None
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._lock = file_lock(path / ".aios.lock") if path is not None else None
+        self._embeddings: dict[str, str] = {}  # collection -> embedding, once known
+
+    @property
+    def where(self) -> str:
+        return self.url or str(self.path)
+
+    # ------------------------------------------------------------------ clients
+    def _files_stamp(self) -> tuple[tuple[int, int], ...]:
+        assert self.path is not None
+        stamps = []
+        for name in ("chroma.sqlite3", "chroma.sqlite3-wal"):
+            try:
+                info = os.stat(self.path / name)
+                stamps.append((info.st_mtime_ns, info.st_size))
+            except FileNotFoundError:
+                stamps.append((0, 0))
+        return tuple(stamps)
+
+    def _open(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if self.url is not None:
+            parsed = urlparse(self.url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise MemoryInputError(f"{self.url!r}: a Chroma server is http(s)://HOST:PORT")
+            return chromadb.HttpClient(
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https",
+                settings=settings,
+            )
+        assert self.path is not None
+        self.path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(self.path), settings=settings)
+
+    @contextmanager
+    def _session(self, *, write: bool) -> Iterator[Any]:
+        """The client, fresh if another process changed the files; errors become ChromaError."""
+        try:
+            if self._lock is None:
+                if self._client is None:
+                    self._client = self._open()
+                yield self._client
+                return
+            with self._lock:
+                stamp = self._files_stamp()
+                if self._client is None or stamp != self._stamp:
+                    if self._client is not None:
+                        from chromadb.api.shared_system_client import SharedSystemClient
+
+                        SharedSystemClient.clear_system_cache()  # forget the stale index
+                    self._client = self._open()
+                try:
+                    yield self._client
+                finally:
+                    self._stamp = self._files_stamp()
+        except (MemoryInputError, ChromaError):
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith(("chromadb", "httpx", "httpcore")) or isinstance(
+                exc, (ConnectionError, OSError, ValueError)
+            ):
+                raise ChromaError(f"Chroma at {self.where}: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    def _collection(self, client: Any, collection: str, embedding: str | None) -> Any:
+        """The Chroma collection (created with ``embedding`` when given), else None."""
+        from chromadb.errors import NotFoundError
+
+        if embedding is None:
+            embedding = self._embeddings.get(collection)
+        if embedding is not None:
+            name = collection_name(collection, embedding)
+            from chromadb.utils.embedding_functions import known_embedding_functions
+
+            function = known_embedding_functions[embedding]()
+            found = client.get_or_create_collection(
+                name,
+                embedding_function=function,
+                configuration={"hnsw": {"space": "cosine", "ef_search": 400}},
+            )
+            self._embeddings[collection] = embedding
+            return found
+        for candidate in (HASH_NAME, SENTENCE_NAME):  # whichever exists
+            try:
+                found = client.get_collection(collection_name(collection, candidate))
+            except (NotFoundError, ValueError):
+                continue
+            self._embeddings[collection] = candidate
+            return found
+        return None
+
+    # ------------------------------------------------------------------ the port
+    def upsert(self, collection: str, embedding: str, items: Sequence[Item]) -> None:
+        if not items:
+            return
+        with self._session(write=True) as client:
+            found = self._collection(client, collection, embedding)
+            found.upsert(
+                ids=[item.key for item in items],
+                embeddings=np.stack([item.vector for item in items]),
+                documents=[item.text for item in items],
+                metadatas=[item.metadata for item in items],
+            )
+
+    def get(self, collection: str, keys: Sequence[str]) -> list[Memory]:
+        with self._session(write=False) as client:
+            found = self._collection(client, collection, None)
+            if found is None or not keys:
+                return []
+            got = found.get(ids=list(keys), include=["documents", "metadatas"])
+        by_key = {
+            key: to_memory(key, text or "", meta, None)
+            for key, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+        return [by_key[key] for key in keys if key in by_key]
+
+    def delete(self, collection: str, keys: Sequence[str]) -> int:
+        with self._session(write=True) as client:
+            found = self._collection(client, collection, None)
+            if found is None or not keys:
+                return 0
+            present = found.get(ids=list(keys), include=[])["ids"]
+            if present:
+                found.delete(ids=present)
+            return len(present)
+
+    def query(
+        self,
+        collection: str,
+        vector: npt.NDArray[np.float32],
+        top_k: int,
+        where: Where | None,
+    ) -> list[Memory]:
+        with self._session(write=False) as client:
+            found = self._collection(client, collection, None)
+            if found is None:
+                return []
+            total = found.count()
+            if total == 0:
+                return []
+            fetch = min(total, top_k if where is None else max(top_k * OVERFETCH, MIN_FETCH))
+            answer = self._ask(found, vector, fetch, None)
+            hits = [m for m in answer if matches(m.metadata | {"owner": m.owner}, where)]
+            if where is not None and len(hits) < top_k and fetch < total:
+                hits = self._ask(found, vector, top_k, dict(where))
+        return hits[:top_k]
+
+    @staticmethod
+    def _ask(
+        found: Any, vector: npt.NDArray[np.float32], n: int, where: dict[str, Any] | None
+    ) -> list[Memory]:
+        answer = found.query(
+            query_embeddings=[vector],
+            n_results=n,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            to_memory(key, text or "", meta, 1.0 - float(distance))
+            for key, text, meta, distance in zip(
+                answer["ids"][0],
+                answer["documents"][0],
+                answer["metadatas"][0],
+                answer["distances"][0],
+                strict=True,
+            )
+        ]
+
+    def count(self, collection: str) -> int:
+        with self._session(write=False) as client:
+            found = self._collection(client, collection, None)
+            return 0 if found is None else int(found.count())
+
+    def drop(self, collection: str) -> None:
+        with self._session(write=True) as client:
+            for candidate in (HASH_NAME, SENTENCE_NAME):
+                try:
+                    client.delete_collection(collection_name(collection, candidate))
+                except Exception as exc:
+                    if "not" not in str(exc).lower():  # absent is fine
+                        raise
+            self._embeddings.pop(collection, None)
