@@ -72,7 +72,9 @@ def run_file(paths: HomePaths) -> Path:
     return paths.root / "run.json"
 
 
-def _recorded(path: Path) -> str | None:
+def recorded_api_url(path: Path) -> str | None:
+    """The API URL recorded in ``path`` (up.json, run.json) if the process that wrote it is
+    alive, else None."""
     try:
         data = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
@@ -98,7 +100,7 @@ def api_url(paths: HomePaths | None = None) -> str:
         return url.rstrip("/")
     paths = paths or HomePaths.current()
     for path in (up_file(paths), run_file(paths)):
-        found = _recorded(path)
+        found = recorded_api_url(path)
         if found:
             return found
     raise PrefectUnavailableError(

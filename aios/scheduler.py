@@ -90,6 +90,10 @@ class Decision:
         }
 
 
+# Event ids remembered so that none is counted twice (far more than a breaker window holds).
+MAX_OBSERVED = 200_000
+
+
 class Scheduler:
     """Decides, event by event in log order, which urgent events start a reactor run."""
 
@@ -107,9 +111,16 @@ class Scheduler:
         self.state = ReactorState(seal_check=lambda verdict, p: sealed(paths, verdict, p))
         self._recent: OrderedDict[bytes, tuple[str, datetime]] = OrderedDict()
         self._decided = 0
+        self._observed: OrderedDict[str, None] = OrderedDict()
 
     def observe(self, event: Event) -> None:
-        """Take in one of the reactor's steps (breakers are derived from them)."""
+        """Take in one of the reactor's steps (breakers are derived from them); each event
+        once, however often it is read again (a retried dispatch, a warm-up that overlaps)."""
+        if event.id in self._observed:
+            return
+        self._observed[event.id] = None
+        if len(self._observed) > MAX_OBSERVED:
+            self._observed.popitem(last=False)
         self.state.observe(event)
 
     def decide(self, event: Event, now: datetime) -> Decision:

@@ -388,18 +388,6 @@ class _Mirror(threading.Thread):
             self._stop_flag.wait(self.poll_s)
 
 
-def _prime_reactor_place(home: Path) -> None:
-    """A reactor run with no ids takes the urgent events after its place; the very first run
-    only sets the place (at the end). Set it now, as that first run would."""
-    from aios.home import HomePaths
-    from aios.store import open_store
-    from aios.store.consumers import last_seq, set_position
-    from tasks.remediate import REACTOR_FLOW_CONSUMER
-
-    with open_store(HomePaths(home)) as con:
-        set_position(con, REACTOR_FLOW_CONSUMER, last_seq(con))
-
-
 def _fill_flow_runs(designs: list[_Design], automation_deployment: Any) -> None:
     """Prefect's own record of each sample's reactor run: when it was created and started."""
     from prefect.client.orchestration import get_client
@@ -525,7 +513,6 @@ async def _latency_async(
     from flows.reactor import reactor_flow
 
     automation_home = homes["automation"][0]
-    _prime_reactor_place(automation_home)
     runner = Runner(name="aios-bench", query_seconds=RUNNER_POLL_S, limit=RUNNER_LIMIT)
     deployment = await reactor_flow.ato_deployment(
         name=BENCH_DEPLOYMENT,

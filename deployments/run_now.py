@@ -8,6 +8,7 @@ so ``aios approvals`` can answer a remediation that waits for a person).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,17 +18,17 @@ from typing import Any
 import orjson
 
 from aios.atomic import write_atomic
+from aios.errors import InputError
 from aios.home import HomePaths
-from aios.prefect_api import read_up, run_file
+from aios.prefect_api import recorded_api_url, run_file, up_file
 
 
 @contextmanager
 def prefect_server(paths: HomePaths) -> Iterator[str]:
     """The API URL to use, starting a temporary server when none is known."""
     url = os.environ.get("PREFECT_API_URL", "").strip()
-    if not url:
-        up = read_up(paths) or {}
-        url = str(up.get("api_url") or "")
+    if not url:  # the server of a running aios up (a file left by one that died is ignored)
+        url = recorded_api_url(up_file(paths)) or ""
     if url:
         os.environ["PREFECT_API_URL"] = url
         yield url
@@ -40,12 +41,16 @@ def prefect_server(paths: HomePaths) -> Iterator[str]:
     server = SubprocessASGIServer()
     server.start(timeout=60)
     os.environ["PREFECT_API_URL"] = server.api_url
-    record = {"pid": os.getpid(), "api_url": server.api_url, "started": _now()}
-    write_atomic(run_file(paths), orjson.dumps(record))
+    # Recorded for `aios approvals`, unless another live `aios run` recorded its own.
+    mine = recorded_api_url(run_file(paths)) is None
+    if mine:
+        record = {"pid": os.getpid(), "api_url": server.api_url, "started": _now()}
+        write_atomic(run_file(paths), orjson.dumps(record))
     try:
         yield server.api_url
     finally:
-        run_file(paths).unlink(missing_ok=True)
+        if mine and recorded_api_url(run_file(paths)) == server.api_url.rstrip("/"):
+            run_file(paths).unlink(missing_ok=True)
         _flush_logs()
         server.stop()
 
@@ -72,5 +77,17 @@ def run_flow(name: str, parameters: dict[str, Any], paths: HomePaths | None = No
         from deployments.definitions import TAG, spec_for
 
         flow = spec_for(name).load_flow()
-        with tags(TAG):  # AIOS's own run: the flow-run health check leaves it out
-            return flow(**parameters)
+        accepted = set(inspect.signature(flow.fn).parameters)
+        unknown = sorted(set(parameters) - accepted)
+        if unknown:
+            raise InputError(
+                f"aios-{name} has no parameter {', '.join(unknown)}; it takes: "
+                f"{', '.join(sorted(accepted)) or 'none'}"
+            )
+        from prefect.exceptions import ParameterTypeError
+
+        try:
+            with tags(TAG):  # AIOS's own run: the flow-run health check leaves it out
+                return flow(**parameters)
+        except ParameterTypeError as exc:
+            raise InputError(f"aios-{name}: {exc}") from None

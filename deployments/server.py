@@ -89,6 +89,10 @@ class LocalServer:
             PREFECT_UI_API_URL=self.api_url,
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
+        # Only the server's own UI may call it from a browser (Prefect's default is any
+        # origin: a web page elsewhere could resume a paused approval). An operator's own
+        # setting wins.
+        env.setdefault("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", self.ui_url)
         return env
 
     def start(self, timeout_s: float = 90.0) -> None:

@@ -22,7 +22,7 @@ import orjson
 from rich.console import Console
 
 from aios.atomic import write_atomic
-from aios.errors import AIOSError
+from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
 from aios.locking import file_lock
 from aios.prefect_api import HttpPrefectAPI, PrefectNotFoundError, read_up, up_file
@@ -73,7 +73,10 @@ def _endpoints(paths: HomePaths, console: Console) -> Endpoints:
             wait_healthy(url, 15.0, None)
         ui = os.environ.get("PREFECT_UI_URL", "").strip() or url.removesuffix("/api")
         return Endpoints(url, ui, None)
-    port = int(os.environ.get("PREFECT_SERVER_API_PORT", str(DEFAULT_PORT)))
+    raw = os.environ.get("PREFECT_SERVER_API_PORT", str(DEFAULT_PORT)).strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise InputError(f"PREFECT_SERVER_API_PORT={raw!r}: a port number from 1 to 65535")
+    port = int(raw)
     server = LocalServer(paths, port)
     with console.status(f"starting a local Prefect server on port {port} ..."):
         server.start()
@@ -132,14 +135,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: float) -> int:
     # Prefect is imported only now: its settings are read from the environment set above.
-    from prefect.client.orchestration import get_client
     from prefect.exceptions import TerminationSignal
     from prefect.runner import Runner
 
     from aios.runtime import default_bus
     from blocks.aios_settings import AIOSSettings, effective_config
     from deployments.definitions import DEPLOYMENTS, REACTOR, runner_deployments
-    from deployments.watcher import EventWatcher
+    from deployments.watch import WatcherRunningError, watcher_lock_path
+    from deployments.watcher import EventWatcher, reactor_starter
     from tasks.remediate import REMEDIATION_LIMIT
 
     _log_to_stderr()
@@ -159,14 +162,15 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
         ids[spec.agent] = runner.add_deployment(deployment)
     reactor_id = ids[REACTOR.agent]
 
-    def start_reactor(event_ids: list[str]) -> str:
-        with get_client(sync_client=True) as client:
-            run = client.create_flow_run_from_deployment(
-                reactor_id, parameters={"event_ids": event_ids}, tags=["aios", "urgent"]
-            )
-        return str(run.id)
+    start_reactor = reactor_starter(reactor_id)
 
-    watcher = EventWatcher(default_bus(), paths, config, start_reactor)
+    watching = file_lock(watcher_lock_path(paths))
+    if not watching.try_acquire():
+        raise WatcherRunningError(
+            f"aios watch already follows {paths.root}: stop it first (aios up watches too)"
+        )
+    api = HttpPrefectAPI(endpoints.api_url)
+    watcher = EventWatcher(default_bus(), paths, config, start_reactor, api=api)
     watcher.start()
     watcher.ready.wait(60)
 
@@ -186,6 +190,8 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     finally:
         watcher.stop()
         watcher.join(10)
+        api.close()
+        watching.release()
         console.print("runner and event watcher stopped")
     return 0
 

@@ -11,12 +11,14 @@ emitted while ``aios up`` was down (unless older than ``urgent_max_age``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aios.atomic import write_atomic
 from aios.bus import EventBus
@@ -25,6 +27,7 @@ from aios.event import Severity
 from aios.home import HomePaths
 from aios.log import Cursor
 from aios.playbooks.matcher import PlaybookIndex
+from aios.prefect_api import PrefectAPI
 from aios.reactor.runner import load_index, playbook_dirs
 from aios.reactor.state import REACTOR_TYPES
 from aios.scheduler import SOURCE, Scheduler
@@ -33,7 +36,30 @@ from aios.store.consumers import events_between, last_seq
 
 logger = logging.getLogger("aios.watcher")
 RELOAD_CHECK_S = 5.0
-StartRun = Callable[[list[str]], str]
+# (event ids, idempotency key) -> the id of the reactor run that takes them
+StartRun = Callable[[list[str], str], str]
+
+
+def reactor_starter(reactor_id: Any) -> StartRun:
+    """Start runs of the reactor deployment ``reactor_id`` (a UUID) through Prefect's client."""
+
+    def start(event_ids: list[str], key: str) -> str:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(
+                reactor_id,
+                parameters={"event_ids": event_ids},
+                tags=["aios", "urgent"],
+                idempotency_key=key,
+            )
+        return str(run.id)
+
+    return start
+
+
+def _key(*parts: str) -> str:
+    return "aios-reactor-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
 def cursor_path(paths: HomePaths) -> Path:
@@ -81,6 +107,7 @@ class EventWatcher(threading.Thread):
         start_run: StartRun,
         *,
         poll_s: float = 0.2,
+        api: PrefectAPI | None = None,
     ) -> None:
         super().__init__(name="aios-event-watcher", daemon=True)
         self.bus = bus
@@ -88,6 +115,7 @@ class EventWatcher(threading.Thread):
         self.config = config
         self.start_run = start_run
         self.poll_s = poll_s
+        self.api = api
         self._stop_flag = threading.Event()
         self.dispatched = 0
         self.errors = 0
@@ -138,11 +166,64 @@ class EventWatcher(threading.Thread):
             for _, event in events_between(con, since, last_seq(con), REACTOR_TYPES):
                 self.scheduler.observe(event)
 
+    def recover_orphans(self) -> dict[str, int]:
+        """Approvals nobody can answer any more (the runs that asked stopped with aios up, or
+        crashed): asked again by a new reactor run while their time lasts, else recorded as
+        expired. Returns how many of each."""
+        from aios.reactor.approval import ApprovalDecision, ApprovalRequest
+        from aios.reactor.decisions import orphaned_requests
+        from aios.reactor.runner import record_decision, settings_from
+
+        if self.api is None:
+            return {"asked_again": 0, "expired": 0}
+        orphans = orphaned_requests(self.paths, self.api)
+        timeout = self.config.reactor.approval_timeout
+        now = datetime.now(UTC)
+        again = [o for o in orphans if o.requested_at + timeout > now]
+        expired = [o for o in orphans if o.requested_at + timeout <= now]
+        if expired:
+            index = self.scheduler.index
+            settings = settings_from(self.config, self.paths)
+            for orphan in expired:
+                p = orphan.request
+                request = ApprovalRequest(
+                    orphan.remediation_id,
+                    orphan.playbook,
+                    str(p.get("risk", "")),
+                    str(p.get("description", "")),
+                    {},
+                    [],
+                    {},
+                    timeout_s=float(p.get("timeout_s", timeout.total_seconds())),
+                    digest=str(p.get("digest", "")),
+                )
+                decision = ApprovalDecision(
+                    False, "nobody", "unanswered when the runs that asked stopped", expired=True
+                )
+                record_decision(self.bus, index, settings, orphan.trigger_id, request, decision)
+        if again:
+            batch = sorted({o.trigger_id for o in again})
+            run_id = self.start_run(batch, _key("recovered", now.isoformat(), *batch))
+            self.bus.emit(
+                "scheduler.dispatched",
+                {"event_ids": batch, "flow_run_id": run_id, "route": "reactor", "recovered": True},
+                source=SOURCE,
+            )
+        if orphans:
+            logger.info(
+                "approvals left without a run: %d asked again, %d expired", len(again), len(expired)
+            )
+        return {"asked_again": len(again), "expired": len(expired)}
+
     def run(self) -> None:
         try:
             self._warm_up()
         except Exception:
             logger.exception("could not read the reactor's recent history; breakers start closed")
+        try:
+            self.recover_orphans()
+        except Exception:
+            logger.exception("could not recover the approvals left without a run")
         cursor = self.start_at
         self.ready.set()
         failures = 0
@@ -175,7 +256,8 @@ class EventWatcher(threading.Thread):
         if position == cursor:
             return cursor
         if batch:
-            run_id = self.start_run(batch)  # raises: the place stays, the batch is retried
+            # Raises: the place stays, the batch is retried, and the same batch is the same run.
+            run_id = self.start_run(batch, _key("dispatch", *batch))
             self.dispatched += 1
             self.bus.emit(
                 "scheduler.dispatched",

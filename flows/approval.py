@@ -1,19 +1,34 @@
 """The approval gate: a risky remediation waits for a person in the Prefect UI.
 
 ``wait_for_approval`` pauses the flow run with ``pause_flow_run(wait_for_input=...)``: the UI
-shows a Resume form (approve, reason, approver) under a description of the trigger, the
-playbook, the planned actions (dry run), the breaker and past outcomes. An approval without an
-approver's name is asked again. When nobody answers within the timeout, the run resumes itself
-with a denial marked expired: the run then ends cleanly instead of Prefect failing it.
+shows a Resume form (approve, reason, approver, and the remediation it is about) under a
+description of the trigger, the playbook, the planned actions (dry run), the breaker and past
+outcomes. An answer without an approver's name, or for another remediation (a form left open
+while the run moved on), is asked again.
+
+A watchdog thread beside the pause:
+- at the deadline, resumes the run with a denial marked expired (retrying until the run is no
+  longer paused), so the run ends cleanly instead of Prefect failing it; an answer that
+  arrives after the deadline is recorded as late (``approval.late``) and counts as expired;
+- when the decision about this remediation is recorded elsewhere (another run asked about the
+  same remediation and was answered), resumes this run with that decision.
+
+Only one run asks about a remediation at a time: a run that finds another one already paused
+for it waits for that run's answer in the log instead of showing a second form.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
@@ -23,8 +38,14 @@ from aios.durations import format_duration
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest
 
 EXPIRED_APPROVER = "aios (timeout)"
+ELSEWHERE_APPROVER = "aios (decided in another run)"
 WAITING_SOURCE = "aios.approvals"
 GRACE_S = 300  # Prefect's own pause timeout lies this far beyond ours, so ours always wins
+RESUME_RETRY_S = 2.0
+logger = logging.getLogger("aios.approvals")  # the watchdog thread has no run context
+
+# What the log says was decided about a remediation (None: nothing yet).
+Decided = Callable[[], ApprovalDecision | None]
 
 
 class RemediationApproval(RunInput):
@@ -35,12 +56,13 @@ class RemediationApproval(RunInput):
     )
     reason: str = Field(default="", description="Why: recorded with the decision.")
     approver: str = Field(min_length=1, description="Your name: who decides.")
+    remediation_id: str = Field(
+        default="", description="The remediation this answer is about (filled in; keep it)."
+    )
 
 
 def announce_waiting(request: ApprovalRequest, flow_run_id: str, timeout_s: float) -> None:
     """``approval.waiting``: which flow run to resume for which remediation, until when."""
-    from datetime import UTC, datetime, timedelta
-
     from aios.runtime import default_bus
 
     default_bus().emit(
@@ -50,7 +72,27 @@ def announce_waiting(request: ApprovalRequest, flow_run_id: str, timeout_s: floa
             "playbook": request.playbook,
             "risk": request.risk,
             "flow_run_id": flow_run_id,
+            "digest": request.digest,
             "deadline": (datetime.now(UTC) + timedelta(seconds=timeout_s)).isoformat(),
+        },
+        source=WAITING_SOURCE,
+        labels={"playbook": request.playbook, "remediation": request.remediation_id},
+    )
+
+
+def announce_late(request: ApprovalRequest, answer: Any, flow_run_id: str) -> None:
+    """``approval.late``: a person answered after the deadline; the answer did not count."""
+    from aios.runtime import default_bus
+
+    default_bus().emit(
+        "approval.late",
+        {
+            "remediation_id": request.remediation_id,
+            "playbook": request.playbook,
+            "flow_run_id": flow_run_id,
+            "approver": str(answer.approver),
+            "approve": bool(answer.approve),
+            "reason": str(answer.reason)[:2000],
         },
         source=WAITING_SOURCE,
         labels={"playbook": request.playbook, "remediation": request.remediation_id},
@@ -84,66 +126,168 @@ def _escape(text: str) -> str:
 
 
 def format_duration_s(seconds: float) -> str:
-    from datetime import timedelta
-
     return format_duration(timedelta(seconds=seconds))
 
 
+def _expired(timeout_s: float, detail: str = "") -> ApprovalDecision:
+    reason = f"no answer within {format_duration_s(timeout_s)}" + (f" ({detail})" if detail else "")
+    return ApprovalDecision(False, "nobody", reason, expired=True)
+
+
+class _Watchdog(threading.Thread):
+    """Resumes the paused run at the deadline (expired), or when the decision was recorded
+    elsewhere; retries until the run is no longer paused."""
+
+    def __init__(
+        self,
+        flow_run_id: Any,
+        request: ApprovalRequest,
+        deadline: float,
+        decided: Decided | None,
+        poll_s: float,
+    ) -> None:
+        super().__init__(name="aios-approval-watchdog", daemon=True)
+        self.flow_run_id, self.request = flow_run_id, request
+        self.deadline, self.decided, self.poll_s = deadline, decided, poll_s
+        self.answered = threading.Event()  # the flow took an answer: stop
+        self.paused = threading.Event()  # the flow is (about to be) paused: resuming makes sense
+        self.fired: str | None = None  # "expired" or "elsewhere", once the watchdog resumed it
+        self.elsewhere: ApprovalDecision | None = None
+
+    def run(self) -> None:
+        while not self.answered.wait(self.poll_s):
+            if not self.paused.is_set():
+                continue
+            if time.monotonic() >= self.deadline:
+                self._resume(
+                    "expired",
+                    {
+                        "approve": False,
+                        "reason": "no answer in time",
+                        "approver": EXPIRED_APPROVER,
+                    },
+                )
+                return
+            found = self.decided() if self.decided is not None else None
+            if found is not None:
+                self.elsewhere = found
+                self._resume(
+                    "elsewhere",
+                    {
+                        "approve": found.approved,
+                        "reason": found.reason,
+                        "approver": ELSEWHERE_APPROVER,
+                    },
+                )
+                return
+
+    def _resume(self, why: str, body: dict[str, Any]) -> None:
+        self.fired = why
+        body = {**body, "remediation_id": self.request.remediation_id}
+        give_up = time.monotonic() + GRACE_S
+        while not self.answered.is_set() and time.monotonic() < give_up:
+            try:
+                resume_flow_run(self.flow_run_id, run_input=body)
+                return
+            except Exception as exc:  # not paused yet or any more, server busy: look again
+                if self.answered.wait(RESUME_RETRY_S):
+                    return
+                logger.info("resuming for %s failed (%s); trying again", why, exc)
+
+
 def wait_for_approval(
-    request: ApprovalRequest, *, timeout_s: float, poll_s: float = 2.0
+    request: ApprovalRequest,
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    decided: Decided | None = None,
+    other_waiting: Callable[[], bool] | None = None,
 ) -> ApprovalDecision:
-    """Pause this flow run until a person answers (or the timeout denies it)."""
+    """Pause this flow run until a person answers (or the timeout denies it).
+
+    ``decided`` reads the decision recorded about this remediation, if any (another run may
+    have asked and been answered); ``other_waiting`` says whether another run is paused for
+    it right now, in which case this run waits for that answer instead of asking again.
+    """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("approvals wait inside a flow run")
     flow_run_id = context.flow_run.id
-    logger = get_run_logger()
-    answered = threading.Event()
-    expired = threading.Event()
-
-    def expire() -> None:
-        if answered.wait(timeout_s):
-            return
-        expired.set()
-        try:
-            resume_flow_run(
-                flow_run_id,
-                run_input={
-                    "approve": False,
-                    "reason": f"no answer within {format_duration_s(timeout_s)}",
-                    "approver": EXPIRED_APPROVER,
-                },
-            )
-        except Exception as exc:  # a person answered at the same moment
-            logger.info("the approval timeout found the run already resumed: %s", exc)
-
-    timer = threading.Thread(target=expire, name="aios-approval-timeout", daemon=True)
-    timer.start()
-    announce_waiting(request, str(flow_run_id), timeout_s)
+    run_logger = get_run_logger()
+    deadline = time.monotonic() + timeout_s
+    if other_waiting is not None and decided is not None and other_waiting():
+        run_logger.info(
+            "another run already asks about %s: waiting for its answer", request.remediation_id
+        )
+        found = _wait_in_log(deadline, decided, other_waiting, poll_s)
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            return _expired(timeout_s)
+    watchdog = _Watchdog(flow_run_id, request, deadline, decided, poll_s)
+    watchdog.start()
+    announce_waiting(request, str(flow_run_id), max(0.0, deadline - time.monotonic()))
     note = ""
     try:
         while True:
-            if expired.is_set():  # the timeout came between two questions
-                reason = f"no answer within {format_duration_s(timeout_s)}"
-                return ApprovalDecision(False, "nobody", reason, expired=True)
+            if time.monotonic() >= deadline:
+                return _expired(timeout_s)
             form = RemediationApproval.with_initial_data(
-                description=describe(request, timeout_s, note), approve=False, reason=""
+                description=describe(request, timeout_s, note),
+                approve=False,
+                reason="",
+                remediation_id=request.remediation_id,
             )
-            answer: Any = pause_flow_run(
-                wait_for_input=form,
-                timeout=int(timeout_s + GRACE_S),
-                poll_interval=max(1, round(poll_s)),
-                key=f"approval-{request.remediation_id}-{uuid.uuid4().hex[:8]}",
-            )
-            if expired.is_set() and answer.approver == EXPIRED_APPROVER:
-                return ApprovalDecision(False, "nobody", answer.reason, expired=True)
+            watchdog.paused.set()
+            try:
+                answer: Any = pause_flow_run(
+                    wait_for_input=form,
+                    timeout=int(max(1.0, deadline - time.monotonic()) + GRACE_S),
+                    poll_interval=max(1, round(poll_s)),
+                    key=f"approval-{request.remediation_id}-{uuid.uuid4().hex[:8]}",
+                )
+            except FlowPauseTimeout:  # the watchdog could not resume it: still a clean denial
+                return _expired(timeout_s, "the run could not be resumed in time")
+            finally:
+                watchdog.paused.clear()
             approver = str(answer.approver).strip()
-            if not approver:
+            if approver == EXPIRED_APPROVER and watchdog.fired == "expired":
+                return _expired(timeout_s)
+            if approver == ELSEWHERE_APPROVER and watchdog.elsewhere is not None:
+                return watchdog.elsewhere
+            if time.monotonic() >= deadline:  # a person, but too late: recorded, not counted
+                announce_late(request, answer, str(flow_run_id))
+                return _expired(timeout_s, f"{approver or 'someone'} answered after the deadline")
+            if str(answer.remediation_id) != request.remediation_id:
+                note = (
+                    f"That answer was about remediation {answer.remediation_id or '(none)'}, not "
+                    f"{request.remediation_id}: please answer again."
+                )
+                run_logger.warning("an answer for another remediation; asking again")
+                continue
+            if not approver or approver in (EXPIRED_APPROVER, ELSEWHERE_APPROVER):
                 note = "An approver's name is required: please answer again."
-                logger.warning("approval answered without a name; asking again")
+                run_logger.warning("approval answered without a usable name; asking again")
                 continue
             verdict = "approved" if answer.approve else "rejected"
             reason = str(answer.reason).strip() or f"{verdict} in the Prefect UI"
             return ApprovalDecision(bool(answer.approve), approver, reason)
     finally:
-        answered.set()
+        watchdog.answered.set()
+
+
+def _wait_in_log(
+    deadline: float, decided: Decided, other_waiting: Callable[[], bool], poll_s: float
+) -> ApprovalDecision | None:
+    """Wait for the decision another run asked for; None when that run stopped waiting."""
+    checked = time.monotonic()
+    while time.monotonic() < deadline:
+        found = decided()
+        if found is not None:
+            return found
+        if time.monotonic() - checked >= 10 * poll_s:
+            checked = time.monotonic()
+            if not other_waiting():
+                return None  # it went away (cancelled, crashed): ask here instead
+        time.sleep(poll_s)
+    return None

@@ -7,15 +7,16 @@ from typing import Any
 
 from aios.loop.analyst import Finding
 from aios.loop.optimizer import make_plan, record_plan
-from aios.reactor.runner import load_index, settings_from
+from aios.reactor.runner import settings_from
 from tasks.policy import aios_task, run_context
+from tasks.remediate import loaded_playbooks
 
 
 @aios_task("make-plan")
 def plan_remediations(findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Preview the pending P2 events through the playbooks; record ``plan.proposed``."""
     ctx = run_context()
-    index, _ = load_index(ctx.config)
+    index = loaded_playbooks(ctx.config)
     plan = make_plan(
         ctx.bus,
         ctx.paths,

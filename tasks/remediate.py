@@ -9,19 +9,21 @@ from dataclasses import asdict
 from typing import Any
 
 from prefect.concurrency.sync import concurrency
+from prefect.logging import get_run_logger
 
+from aios.config import AIOSConfig
 from aios.event import Event
+from aios.playbooks.matcher import PlaybookIndex
 from aios.prefect_api import HttpPrefectAPI
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest, PolicyApprover
 from aios.reactor.engine import Outcome
 from aios.reactor.runner import load_index, react_to, record_decision, settings_from
 from aios.scheduler import Route, route_of
 from aios.store import open_store
-from aios.store.consumers import events_after, get_position, last_seq, set_position
+from aios.store.consumers import EVENT_COLUMNS, event_from_row, get_position, set_position
 from tasks.policy import aios_task, run_context
 
 REMEDIATION_LIMIT = "aios-remediations"
-REACTOR_FLOW_CONSUMER = "reactor-flow"
 
 
 def remediation_slot() -> AbstractContextManager[object]:
@@ -38,12 +40,21 @@ def outcome_record(event: Event, outcome: Outcome) -> dict[str, Any]:
     }
 
 
+def loaded_playbooks(config: AIOSConfig) -> PlaybookIndex:
+    """The playbooks that load; a broken file is left out and logged, never fatal (one
+    half-saved file must not stop every remediation and lose a person's answer)."""
+    index, result = load_index(config, strict=False)
+    for problem in result.problems:
+        get_run_logger().warning("playbook problem (left out): %s", problem)
+    return index
+
+
 @aios_task("react-to-events", retries=2)
 def react_to_events(event_ids: list[str], only: list[str] | None = None) -> list[dict[str, Any]]:
     """Match, decide and run remediations for these events; medium/high risk ones come back
     as ``awaiting_approval`` with the request for a person."""
     ctx = run_context()
-    index, _ = load_index(ctx.config)
+    index = loaded_playbooks(ctx.config)
     guard: Callable[[], AbstractContextManager[object]] = remediation_slot
     results = react_to(
         ctx.bus,
@@ -65,7 +76,7 @@ def record_approval(
 ) -> dict[str, Any] | None:
     """Record the answer (sealed); the skip outcome when it was no, None when yes."""
     ctx = run_context()
-    index, _ = load_index(ctx.config)
+    index = loaded_playbooks(ctx.config)
     outcome = record_decision(
         ctx.bus,
         index,
@@ -79,17 +90,36 @@ def record_approval(
 
 @aios_task("pending-urgent-events")
 def pending_urgent_events(limit: int = 500) -> list[str]:
-    """Urgent (P0/P1) events no reactor flow has taken yet; takes them (moves the place)."""
+    """Urgent (P0/P1) events of the last ``[orchestration] urgent_max_age`` that neither the
+    event watcher dispatched nor the reactor has taken up yet, oldest first."""
+    from datetime import UTC, datetime
+
+    import orjson
+
     ctx = run_context()
+    since = datetime.now(UTC) - ctx.config.orchestration.urgent_max_age
     with open_store(ctx.paths) as con:
-        position = get_position(con, REACTOR_FLOW_CONSUMER)
-        if position is None:
-            set_position(con, REACTOR_FLOW_CONSUMER, last_seq(con))
-            return []
-        rows = events_after(con, position, limit=limit)
-        if rows:
-            set_position(con, REACTOR_FLOW_CONSUMER, rows[-1][0])
-    return [event.id for _, event in rows if route_of(event) is Route.REACTOR]
+        rows = [
+            event_from_row(row)
+            for row in con.execute(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE time >= ? "
+                "AND priority IN ('P0', 'P1') ORDER BY seq",
+                [since],
+            ).fetchall()
+        ]
+        taken: set[str] = set()
+        for payload, correlation in con.execute(
+            "SELECT payload, correlation_id FROM events WHERE time >= ? AND "
+            "(type = 'scheduler.dispatched' OR source = 'aios.reactor')",
+            [since],
+        ).fetchall():
+            if correlation:
+                taken.add(str(correlation))
+            taken.update(str(i) for i in orjson.loads(payload).get("event_ids") or [])
+    pending = [
+        event.id for _, event in rows if route_of(event) is Route.REACTOR and event.id not in taken
+    ]
+    return pending[:limit]
 
 
 @aios_task("advance-executor")

@@ -7,12 +7,16 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from aios import runtime
 from aios.home import HomePaths
 from aios.log import EventLog
+
+if TYPE_CHECKING:
+    from tests.orchestration_helpers import Workspace
 
 AIOS_BIN = Path(sys.executable).parent / "aios"
 
@@ -84,3 +88,18 @@ def config_file(root: Path) -> Path:
     path = root / "writer.json"
     path.write_text('{\n  "heartbeat": {\n    "interval": 60\n  },\n  "retries": 1\n}\n')
     return path
+
+
+@pytest.fixture
+def ws(home: HomePaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    """A playbook workspace (an allowed root with an agent's config file, and a playbook
+    directory) that this process's AIOS settings point at."""
+    from blocks.aios_settings import forget_cached
+    from tests.orchestration_helpers import make_workspace
+
+    workspace = make_workspace(tmp_path)
+    for key, value in workspace.env().items():
+        monkeypatch.setenv(key, value)
+    forget_cached()
+    yield workspace
+    forget_cached()

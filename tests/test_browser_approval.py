@@ -145,3 +145,20 @@ def test_a_person_rejects_in_the_prefect_ui(site: Site, browser: Any) -> None:
     assert not events_of(
         site.home, "type = 'remediation.started' AND correlation_id = ?", [event.id]
     )
+
+
+def test_only_the_servers_own_ui_may_call_it_from_a_browser(site: Site) -> None:
+    """A web page elsewhere must not be able to resume a paused approval (CORS)."""
+    import httpx
+
+    def preflight(origin: str) -> httpx.Response:
+        return httpx.options(
+            f"{site.up.api_url}/flow_runs/00000000-0000-0000-0000-000000000000/resume",
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST"},
+            timeout=10,
+        )
+
+    evil = preflight("https://evil.example")
+    assert evil.headers.get("access-control-allow-origin") not in ("*", "https://evil.example")
+    own = preflight(site.up.ui_url)
+    assert own.headers.get("access-control-allow-origin") == site.up.ui_url

@@ -320,13 +320,29 @@ def test_a_decision_for_another_trigger_or_an_unknown_playbook_is_refused(
     with pytest.raises(InputError, match="is not slow_heartbeat on"):
         reactor.record_decision(second, request, grant())
     stranger = ApprovalRequest(**{**request.__dict__, "playbook": "gone"})
-    with pytest.raises(InputError, match="no playbook 'gone'"):
+    with pytest.raises(InputError, match="is not gone on"):
         reactor.record_decision(first, stranger, grant())
     with pytest.raises(InputError, match="no event with id"):
         runner.record_decision(
             aios.bus(), reactor.index, settings(home, root), "0" * 32, request, grant()
         )
     assert count(first, "approval.granted") == 0 and count(second, "approval.granted") == 0
+
+
+def test_an_answer_for_a_playbook_no_longer_loaded_is_recorded_and_runs_nothing(
+    home: HomePaths, root: Path, config_file: Path
+) -> None:
+    reactor, _ = deferring(home, root, [risky(config_file)])
+    event = trigger()
+    request = request_of(awaiting(reactor, event))
+    # The playbook's file broke (or went) while the person was deciding.
+    after, _ = deferring(home, root, [])
+    outcome = after.record_decision(event, request, grant())
+    assert outcome is not None and outcome.status == "skipped"
+    assert "no longer loaded" in outcome.reason
+    [granted] = [e for e in steps(event) if e.type == "approval.granted"]
+    assert sealed(home, "granted", granted.payload) and granted.payload["approver"] == "alice"
+    assert count(event, "remediation.started") == 0 and interval(config_file) == 60
 
 
 # ------------------------------------------------------------------ seals
@@ -339,10 +355,42 @@ def test_recorded_decisions_carry_a_seal_only_this_home_can_make(
     reactor.record_decision(event, request, grant())
     [granted] = [e for e in steps(event) if e.type == "approval.granted"]
     rid = request.remediation_id
-    assert granted.payload["seal"] == seal(home, rid, "granted", "alice")
+    assert granted.payload["digest"] == request.digest != ""
+    assert granted.payload["seal"] == seal(home, rid, "granted", "alice", request.digest)
+    assert granted.payload["seal"] != seal(home, rid, "granted", "alice")  # bound to the plan
     assert sealed(home, "granted", granted.payload)
     assert not sealed(home, "denied", granted.payload)
     assert oct(key_path(home).stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("change", ["playbook edited", "other target"])
+def test_an_approval_is_for_the_plan_that_was_shown(
+    home: HomePaths, root: Path, config_file: Path, change: str
+) -> None:
+    reactor, _ = deferring(home, root, [risky(config_file)])
+    event = trigger()
+    request = request_of(awaiting(reactor, event))
+    assert "heartbeat.interval" in request.description
+    assert reactor.record_decision(event, request, grant()) is None
+    # Before it runs, what it would do changes: the approval does not cover that.
+    if change == "playbook edited":
+        action = {"type": "config.update", "file": str(config_file), "key": "retries"}
+        edited = risky(config_file, actions=[{**action, "value": 99}])
+        reactor, _ = deferring(home, root, [edited])
+    else:
+        other = root / "other.json"
+        other.write_text(config_file.read_text())
+        reactor, _ = deferring(home, root, [risky(other)])
+    again = request_of(awaiting(reactor, event))
+    assert again.remediation_id == request.remediation_id and again.digest != request.digest
+    assert interval(config_file) == 60 and count(event, "remediation.started") == 0
+    [stale] = [e for e in steps(event) if e.type == "approval.stale"]
+    assert stale.payload["approved_digest"] == request.digest
+    assert count(event, "approval.requested") == 2  # the new plan is asked about
+    assert reactor.record_decision(event, again, grant("bob")) is None
+    reactor.process(event)
+    assert count(event, "remediation.started") == 1  # what bob approved, and only that
+    assert count(event, "approval.granted") == 2
 
 
 @pytest.mark.parametrize("forgery", ["no seal", "wrong seal", "another remediation", "other key"])

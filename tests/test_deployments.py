@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -152,6 +153,34 @@ def test_aios_deploy_to_a_pool_and_a_real_worker_runs_it(
             "the worker's run to complete",
         )
     assert events_of(home, "type = 'system.heartbeat'"), "the heartbeat ran in this home"
+    # On a pool, aios watch starts the reactor for this site's urgent events.
+    watcher = subprocess.Popen(
+        [str(Path(sys.executable).parent / "aios"), "watch"],
+        env=aios_env(home, prefect_server),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (home.root / "watcher.lock").exists(), 60, "aios watch to start")
+        second = aios_cli("watch", home=home, api_url=prefect_server)
+        assert second.returncode == 1 and "already follows" in second.stderr
+        urgent = aios_cli(
+            "emit", "disk.failing", "--severity", "critical", home=home, api_url=prefect_server
+        )
+        assert urgent.returncode == 0, urgent.stderr
+        [(_, _, dispatched, _)] = wait_for(
+            lambda: events_of(home, "type = 'scheduler.dispatched'"), 60, "a dispatch"
+        )
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        out, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0 and "1 run(s) started" in out, out
+    assert dispatched["event_ids"] == [urgent.stdout.strip()]
+    with HttpPrefectAPI(prefect_server) as api:
+        reactor_run = api.read_flow_run(dispatched["flow_run_id"])
+        reactor_deployment = api.read_deployment(reactor_run["deployment_id"])
+    assert reactor_deployment["work_pool_name"] == pool  # for the pool's workers to run
     # aios up on the same server would take the pool's deployments from its workers: refused.
     refused = aios_cli("up", home=HomePaths(tmp_path / "up-home"), api_url=prefect_server)
     assert refused.returncode == 1

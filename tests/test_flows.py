@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,24 +18,11 @@ from tests.orchestration_helpers import (
     artifacts_of,
     events_of,
     flow_run,
-    make_workspace,
     run_flow,
     wait_for,
 )
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-
-@pytest.fixture
-def ws(home: HomePaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
-    from blocks.aios_settings import forget_cached
-
-    workspace = make_workspace(tmp_path)
-    for key, value in workspace.env().items():
-        monkeypatch.setenv(key, value)
-    forget_cached()
-    yield workspace
-    forget_cached()
 
 
 def test_heartbeat_flow_records_a_heartbeat(ws: Workspace, home: HomePaths) -> None:

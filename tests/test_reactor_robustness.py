@@ -311,3 +311,54 @@ def test_the_public_emit_refuses_aios_sources(home: HomePaths) -> None:
     with pytest.raises(EventValidationError, match=r"\[1\]"):
         aios.emit_many([{"type": "a.b"}, {"type": "a.b", "source": "aios.reactor"}])
     assert list(aios.bus().log.events()) == []
+
+
+# ------------------------------------------------------------------ the remediation timeout
+def _timed(home: HomePaths, root: Path, seconds: float) -> ReactorSettings:
+    return ReactorSettings(home, allowed_roots=(root,), remediation_timeout_s=seconds)
+
+
+def test_a_remediation_out_of_time_stops_before_its_next_action_and_rolls_back(
+    home: HomePaths, root: Path
+) -> None:
+    file = root / "agent.json"
+    before = file.read_bytes()
+    update = {"type": "config.update", "file": str(file)}
+    pb = book(
+        actions=[
+            {**update, "key": "interval", "value": 120},
+            {"type": "wait", "duration": "0.6s"},
+            {**update, "key": "retries", "value": 5},
+        ],
+        verify={"probe": "file_value", "file": str(file), "key": "retries", "expect": "==5"},
+    )
+    reactor = Reactor(
+        PlaybookIndex([pb]), aios.bus(), _timed(home, root, 0.3), PolicyApprover(True)
+    )
+    [outcome] = reactor.process(aios.emit("attack.test", severity="high"))
+    assert outcome.status == "failed"
+    assert outcome.reason == "timed out after 0.3s, before config.update (action 2)"
+    assert file.read_bytes() == before  # the first change was undone
+    kinds = [e.type for e in aios.bus().log.events() if e.source == "aios.reactor"]
+    assert kinds.count("action.completed") == 2 and "rollback.completed" in kinds
+
+
+def test_the_time_left_bounds_the_verify(home: HomePaths, root: Path) -> None:
+    file = root / "agent.json"
+    pb = book(
+        actions=[{"type": "config.update", "file": str(file), "key": "interval", "value": 120}],
+        verify={
+            "probe": "file_value",
+            "file": str(file),
+            "key": "retries",
+            "expect": "==9",
+            "within": "30s",
+            "interval": "0.1s",
+        },
+    )
+    reactor = Reactor(
+        PlaybookIndex([pb]), aios.bus(), _timed(home, root, 0.5), PolicyApprover(True)
+    )
+    [outcome] = reactor.process(aios.emit("attack.test", severity="high"))
+    assert outcome.status == "rolled_back" and outcome.reason.startswith("timed out after 0.5s")
+    assert json.loads(file.read_text())["interval"] == 60

@@ -377,3 +377,20 @@ def test_breakers_come_from_real_reactor_runs_in_the_store(home: HomePaths, tmp_
     assert not held.dispatch
     assert "3 consecutive failures" in held.reason
     assert sched.decide(event(at=now, labels={"host": "web2"}), now).dispatch
+
+
+def test_a_step_read_again_is_counted_once(home: HomePaths) -> None:
+    """A dispatch retried while the server is down, or a warm-up that overlaps the saved place,
+    reads the same reactor steps again: they must not look like more runs."""
+    pb = book(limits={"max_runs": 2, "window": "24h"})
+    sched = scheduler(home, pb)
+    started = reactor_step("remediation.started", "r-1", pb.id, "labels.host=web1", NOW)
+    finished = reactor_step(
+        "remediation.finished", "r-1", pb.id, "labels.host=web1", NOW, outcome="succeeded"
+    )
+    for _ in range(4):
+        sched.decide(started, NOW)
+        sched.observe(finished)
+    later = NOW + timedelta(minutes=5)
+    decision = sched.decide(event(at=later), later)
+    assert decision.dispatch, decision.reason

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from aios.cli.output import console, print_json, rows_table
-from aios.errors import InputError
+from aios.errors import AIOSError, InputError
 
 app = typer.Typer(help="Remediations waiting for a person: list, approve, reject.")
 WAITING_TYPE = "approval.waiting"
@@ -100,27 +100,39 @@ def _resolve(run: str) -> dict[str, Any]:
     """A waiting approval by flow run id, remediation id, or a unique prefix of either."""
     found = _waiting()
     exact = [i for i in found if run in (i["flow_run_id"], i["remediation_id"])]
-    if exact:
-        return exact[0]
-    prefixed = [
+    matches = exact or [
         i for i in found if i["flow_run_id"].startswith(run) or i["remediation_id"].startswith(run)
     ]
-    if len(prefixed) == 1:
-        return prefixed[0]
-    if not prefixed:
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
         raise InputError(
             f"no remediation waiting for approval matches {run!r} (see aios approvals list)"
         )
-    raise InputError(f"{run!r} matches {len(prefixed)} waiting approvals: give more of the id")
+    runs = ", ".join(f"{i['flow_run_id']} ({i['remediation_id']})" for i in matches)
+    raise InputError(f"{run!r} matches {len(matches)} waiting approvals: {runs}; give the run id")
+
+
+RECORDED_WAIT_S = 30.0
 
 
 def _answer(run: str, approve: bool, reason: str | None, approver: str | None) -> None:
+    import time
+
     from aios.prefect_api import HttpPrefectAPI, PrefectAPIError
+    from aios.runtime import default_bus
 
     item = _resolve(run)
     who = approver or f"{getpass.getuser()}@{socket.gethostname()} (terminal)"
     verdict = "approved" if approve else "rejected"
-    body = {"approve": approve, "reason": reason or f"{verdict} at the terminal", "approver": who}
+    body = {
+        "approve": approve,
+        "reason": reason or f"{verdict} at the terminal",
+        "approver": who,
+        "remediation_id": item["remediation_id"],  # the run asks again if it moved on
+    }
+    log = default_bus().log
+    cursor = log.end()
     with HttpPrefectAPI() as api:
         result = api.resume_flow_run(item["flow_run_id"], body)
     status = str(result.get("status", "")).upper()
@@ -130,9 +142,37 @@ def _answer(run: str, approve: bool, reason: str | None, approver: str | None) -
             f"the server did not resume flow run {item['flow_run_id']}: "
             f"{details.get('reason') or status}"
         )
+    # Say what was recorded, not what was asked: a deadline or another answer may have won.
+    deadline = time.monotonic() + RECORDED_WAIT_S
+    while time.monotonic() < deadline:
+        for event, after in log.read(cursor=cursor):
+            cursor = after
+            if event.payload.get("remediation_id") != item["remediation_id"]:
+                continue
+            if event.type == "approval.late" and event.payload.get("approver") == who:
+                raise AIOSError(
+                    f"too late: remediation {item['remediation_id']} was no longer waiting "
+                    "(its approval expired); nothing was run"
+                )
+            if event.type in ("approval.granted", "approval.denied", "approval.expired"):
+                recorded = event.type.split(".")[1]
+                by = event.payload.get("approver")
+                wanted = "granted" if approve else "denied"
+                if recorded != wanted or by != who:
+                    raise AIOSError(
+                        f"remediation {item['remediation_id']} was {recorded} by {by}, not by "
+                        "this answer"
+                    )
+                console.print(
+                    f"{verdict} remediation {item['remediation_id']} ({item['playbook']}); "
+                    f"recorded, flow run {item['flow_run_id']} goes on"
+                )
+                return
+        time.sleep(0.5)
     console.print(
         f"{verdict} remediation {item['remediation_id']} ({item['playbook']}); flow run "
-        f"{item['flow_run_id']} goes on"
+        f"{item['flow_run_id']} resumed, but no decision was recorded within "
+        f"{RECORDED_WAIT_S:.0f} s: see aios events tail"
     )
 
 

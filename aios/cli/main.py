@@ -49,6 +49,7 @@ app.add_typer(lessons_cmd.app, name="lessons")
 app.command("up")(orchestration_cmd.up)
 app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)
+app.command("watch")(orchestration_cmd.watch)
 
 
 def _version(value: bool) -> None:

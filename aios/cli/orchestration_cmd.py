@@ -40,6 +40,17 @@ def up() -> None:
     raise typer.Exit(run_up(console=err_console))
 
 
+def watch() -> None:
+    """Start the reactor for urgent events when the deployments run on a work pool.
+
+    `aios up` does this itself; with `aios deploy --pool NAME`, run `aios watch` on each
+    machine whose event log should be followed (needs PREFECT_API_URL). Ctrl-C stops it.
+    """
+    from deployments.watch import watch as run_watch
+
+    raise typer.Exit(run_watch(console=err_console))
+
+
 def _parse_params(items: list[str]) -> dict[str, Any]:
     import orjson
 

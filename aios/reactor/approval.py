@@ -26,6 +26,8 @@ class ApprovalRequest:
     breaker: dict[str, Any]
     history: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 3600.0
+    # What the approval is for: the playbook as loaded and the plan's actions and targets.
+    digest: str = ""
 
 
 @dataclass

@@ -20,6 +20,7 @@ the trigger again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from aios.actions.base import (
     ActionContext,
@@ -66,7 +69,21 @@ def longest_window(playbook: Playbook) -> timedelta:
 
 def remediation_id(trigger: Event, playbook: Playbook) -> str:
     """The id of the remediation ``playbook`` makes of ``trigger``: stable across reruns."""
-    return str(uuid.uuid5(_NAMESPACE, f"{trigger.id}/{playbook.id}"))
+    return remediation_id_of(trigger.id, playbook.id)
+
+
+def remediation_id_of(trigger_id: str, playbook_id: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{trigger_id}/{playbook_id}"))
+
+
+def plan_digest(playbook: Playbook, plans: list[dict[str, Any]]) -> str:
+    """What an approval is for: the playbook as loaded, and each planned action with the
+    things it would touch. A different playbook or other targets is another plan."""
+    stable = [
+        {k: plan.get(k) for k in ("action", "targets", "reversible", "risk")} for plan in plans
+    ]
+    document = {"playbook": playbook.model_dump(mode="json"), "plan": stable}
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 @dataclass
@@ -79,6 +96,8 @@ class ReactorSettings:
     protected_patterns: tuple[str, ...] = ()
     approval_timeout_s: float = 3600.0
     approve_from: str = "medium"  # risk policy: "low" asks a person for everything
+    # A remediation (its actions and verify) that runs longer is stopped and rolled back.
+    remediation_timeout_s: float | None = None
 
 
 @dataclass
@@ -371,14 +390,30 @@ class Reactor:
             self._refresh()
         if self.dry_run:
             return step.skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
-        # A decision in the log stands: a retried run neither asks again nor runs a denial.
-        if playbook.needs_approval(self.settings.approve_from) and rid not in self.state.approved:
+        # A decision in the log stands: a retried run neither asks again nor runs a denial. An
+        # approval is for the plan that was shown: another plan (the playbook was edited, other
+        # targets) is asked about again.
+        digest = plan_digest(playbook, plan_dicts)
+        granted = self.state.approved.get(rid)
+        if playbook.needs_approval(self.settings.approve_from) and granted != digest:
             denied = self.state.denied.get(rid)
             if denied is not None:
                 return Outcome(
                     playbook.id, "skipped", f"denied: {denied[0]}", rid, step.risk.value, plan_dicts
                 )
-            request = self._request(step, plans, breaker.to_dict())
+            if granted is not None:
+                step.chain.emit(
+                    "approval.stale",
+                    {
+                        "remediation_id": rid,
+                        "playbook": playbook.id,
+                        "approved_digest": granted,
+                        "digest": digest,
+                        "detail": "the plan changed since it was approved: asking again",
+                    },
+                    Severity.MEDIUM,
+                )
+            request = self._request(step, plans, breaker.to_dict(), digest)
             if self.defer_approvals:
                 return Outcome(
                     playbook.id,
@@ -389,7 +424,7 @@ class Reactor:
                     plan_dicts,
                     request,
                 )
-            decision = self._record_decision(step, self.approver.request(request))
+            decision = self._record_decision(step, self.approver.request(request), digest)
             if decision is not None:
                 return decision
         with self.run_guard() if self.run_guard is not None else nullcontext():
@@ -558,9 +593,9 @@ class Reactor:
         return ""
 
     def _request(
-        self, step: _Step, plans: list[ActionPlan], breaker: dict[str, Any]
+        self, step: _Step, plans: list[ActionPlan], breaker: dict[str, Any], digest: str
     ) -> ApprovalRequest:
-        """What to ask; ``approval.requested`` is recorded once per remediation."""
+        """What to ask; ``approval.requested`` is recorded once per remediation and plan."""
         playbook, trigger, risk = step.playbook, step.trigger, step.risk
         history = self._history(playbook)
         why = (
@@ -581,10 +616,11 @@ class Reactor:
             breaker,
             history,
             self.settings.approval_timeout_s,
+            digest,
         )
         with self.lock:
             self._refresh()
-            if step.rid not in self.state.requested:
+            if self.state.requested_digest.get(step.rid) != digest:
                 step.chain.emit(
                     "approval.requested",
                     {
@@ -594,6 +630,7 @@ class Reactor:
                         "why": why,
                         "description": description,
                         "timeout_s": self.settings.approval_timeout_s,
+                        "digest": digest,
                     },
                 )
                 self._refresh()
@@ -609,7 +646,7 @@ class Reactor:
         """
         playbook = self.index.playbooks.get(request.playbook)
         if playbook is None:
-            raise InputError(f"no playbook {request.playbook!r} is loaded")
+            return self._decision_without_playbook(trigger, request, decision)
         step = self._step(playbook, trigger, self._now(trigger))
         if step.rid != request.remediation_id:
             raise InputError(
@@ -617,25 +654,64 @@ class Reactor:
             )
         with self.lock:
             self._refresh()
-            if step.rid in self.state.approved:
-                return None
+            if self.state.approved.get(step.rid) == request.digest:
+                return None  # this plan was approved already: the first answer stands
             earlier = self.state.denied.get(step.rid)
             if earlier is not None:
                 return Outcome(
                     playbook.id, "skipped", f"denied: {earlier[0]}", step.rid, step.risk.value
                 )
-            outcome = self._record_decision(step, decision)
+            outcome = self._record_decision(step, decision, request.digest)
             self._refresh()
             return outcome
 
-    def _record_decision(self, step: _Step, decision: ApprovalDecision) -> Outcome | None:
+    def _decision_without_playbook(
+        self, trigger: Event, request: ApprovalRequest, decision: ApprovalDecision
+    ) -> Outcome:
+        """The person's answer is recorded even when the playbook can no longer be loaded (a
+        file broken or removed meanwhile); nothing runs."""
+        rid = request.remediation_id
+        if rid != remediation_id_of(trigger.id, request.playbook):
+            raise InputError(f"remediation {rid} is not {request.playbook} on {trigger.id}")
+        verdict = "granted" if decision.approved else "expired" if decision.expired else "denied"
+        labels = {**trigger.labels, "playbook": request.playbook, "remediation": rid}
+        chain = _Chain(self.bus, trigger, labels, record=self.record)
+        chain.emit(
+            f"approval.{verdict}",
+            {
+                "remediation_id": rid,
+                "playbook": request.playbook,
+                "approver": decision.approver,
+                "reason": decision.reason,
+                "digest": request.digest,
+                "seal": seal(self.settings.paths, rid, verdict, decision.approver, request.digest),
+            },
+        )
+        detail = f"the playbook {request.playbook!r} is no longer loaded: nothing was run"
+        chain.emit(
+            "playbook.skipped",
+            {
+                "remediation_id": rid,
+                "playbook": request.playbook,
+                "reason": "unloaded",
+                "detail": detail,
+            },
+            Severity.MEDIUM,
+        )
+        self._refresh()
+        return Outcome(request.playbook, "skipped", detail, rid, request.risk)
+
+    def _record_decision(
+        self, step: _Step, decision: ApprovalDecision, digest: str
+    ) -> Outcome | None:
         verdict = "granted" if decision.approved else "expired" if decision.expired else "denied"
         payload = {
             "remediation_id": step.rid,
             "playbook": step.playbook.id,
             "approver": decision.approver,
             "reason": decision.reason,
-            "seal": seal(self.settings.paths, step.rid, verdict, decision.approver),
+            "digest": digest,
+            "seal": seal(self.settings.paths, step.rid, verdict, decision.approver, digest),
         }
         step.chain.emit(f"approval.{verdict}", payload)
         if decision.approved:
@@ -680,9 +756,14 @@ class Reactor:
         executed: list[tuple[int, ActionSpec, dict[str, Any]]] = [
             (i, playbook.actions[i], undo) for i, undo in sorted(done.items())
         ]
+        limit = self.settings.remediation_timeout_s
+        deadline = time.monotonic() + limit if limit else None
         for index, (action, ctx) in enumerate(zip(playbook.actions, contexts, strict=True)):
             if index in done:
                 continue  # completed before this run (a retried remediation)
+            if deadline is not None and time.monotonic() >= deadline:
+                why = f"timed out after {limit:g}s, before {action.type} (action {index})"
+                return self._give_up(playbook, rid, risk, executed, contexts, chain, base, why)
             step = {**base, "index": index, "action": action.type}
             chain.emit("action.started", {**step, "plan": plans[index].summary})
             try:
@@ -720,8 +801,9 @@ class Reactor:
             return Outcome(
                 playbook.id, "unverified", "no verify: not counted as a success", rid, risk.value
             )
+        remaining = None if deadline is None else deadline - time.monotonic()
         try:
-            result = self._verify(playbook, trigger)
+            result = self._verify(playbook, trigger, remaining, limit)
         except Exception as exc:  # a probe that breaks is a verify that did not pass
             result = VerifyResult(
                 False,
@@ -746,9 +828,48 @@ class Reactor:
         self._refresh()
         return Outcome(playbook.id, "rolled_back", result.reason, rid, risk.value)
 
-    def _verify(self, playbook: Playbook, trigger: Event) -> VerifyResult:
+    def _give_up(
+        self,
+        playbook: Playbook,
+        rid: str,
+        risk: Risk,
+        executed: list[tuple[int, ActionSpec, dict[str, Any]]],
+        contexts: list[ActionContext],
+        chain: _Chain,
+        base: dict[str, Any],
+        why: str,
+    ) -> Outcome:
+        """Stop a remediation that ran out of time: undo what it did, and say so."""
+        restored = self._rollback(executed, contexts, chain, base)
+        chain.emit(
+            "remediation.finished",
+            {**base, "outcome": "failed", "reason": why, "rolled_back": restored},
+            Severity.MEDIUM,
+        )
+        self._refresh()
+        return Outcome(playbook.id, "failed", why, rid, risk.value)
+
+    def _verify(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        remaining: float | None = None,
+        limit: float | None = None,
+    ) -> VerifyResult:
         spec = playbook.verify
         assert spec is not None
+        within, after = spec.within.total_seconds(), spec.after.total_seconds()
+        if remaining is not None:
+            # What is left of the remediation's time bounds the verify; a sustained verify
+            # that cannot run its whole window does not pass.
+            if remaining <= after or (spec.sustained() and remaining < within):
+                return VerifyResult(
+                    False,
+                    spec.probe,
+                    spec.expect,
+                    reason=f"timed out after {limit:g}s: no time left to verify",
+                )
+            within = min(within, remaining)
         since = self.bus.log.end()
 
         def events_since() -> list[Event]:
@@ -759,17 +880,20 @@ class Reactor:
             ]
 
         params = {k: _render_param(v, trigger) for k, v in spec.params.items()}
-        return poll(
+        result = poll(
             spec.probe,
             params,
             spec.expectation(),
-            after=spec.after.total_seconds(),
-            within=spec.within.total_seconds(),
+            after=after,
+            within=within,
             interval=spec.interval.total_seconds(),
             ctx=ProbeContext(self.settings.allowed_roots, events_since),
             sustained=spec.sustained(),
             sleep=self.sleep,
         )
+        if not result.passed and within < spec.within.total_seconds():
+            result.reason = f"timed out after {limit:g}s: {result.reason}"
+        return result
 
     def _rollback(
         self,

@@ -61,6 +61,7 @@ def settings_from(config: AIOSConfig, paths: HomePaths) -> ReactorSettings:
         protected_patterns=tuple(config.reactor.protected_patterns),
         approval_timeout_s=config.reactor.approval_timeout.total_seconds(),
         approve_from=config.reactor.approve_from,
+        remediation_timeout_s=config.orchestration.remediation_timeout.total_seconds(),
     )
 
 

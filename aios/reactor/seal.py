@@ -2,8 +2,9 @@
 
 An approval in the log lets a retried run go ahead without asking again, so a forged
 ``approval.granted`` must not count. The reactor seals each decision with an HMAC over the
-remediation id, the verdict and the approver, keyed by ``$AIOS_HOME/approval.key`` (owner-only,
-made on first use); a decision whose seal does not check is ignored.
+remediation id, the verdict, the approver and the digest of the plan that was shown, keyed by
+``$AIOS_HOME/approval.key`` (owner-only, made on first use); a decision whose seal does not
+check is ignored.
 """
 
 from __future__ import annotations
@@ -51,14 +52,15 @@ def _load_key(path: Path) -> bytes:
     return path.read_bytes().strip()
 
 
-def _message(rid: str, verdict: str, approver: str) -> bytes:
-    return f"{rid}\n{verdict}\n{approver}".encode()
+def _message(rid: str, verdict: str, approver: str, digest: str) -> bytes:
+    return f"{rid}\n{verdict}\n{approver}\n{digest}".encode()
 
 
-def seal(paths: HomePaths, rid: str, verdict: str, approver: str) -> str:
-    """The seal of ``verdict`` (granted, denied, expired) on remediation ``rid``."""
+def seal(paths: HomePaths, rid: str, verdict: str, approver: str, digest: str = "") -> str:
+    """The seal of ``verdict`` (granted, denied, expired) on remediation ``rid``, for the plan
+    whose digest is ``digest``."""
     key = _load_key(key_path(paths))
-    return hmac.new(key, _message(rid, verdict, approver), hashlib.sha256).hexdigest()
+    return hmac.new(key, _message(rid, verdict, approver, digest), hashlib.sha256).hexdigest()
 
 
 def sealed(paths: HomePaths, verdict: str, payload: dict[str, Any]) -> bool:
@@ -66,5 +68,5 @@ def sealed(paths: HomePaths, verdict: str, payload: dict[str, Any]) -> bool:
     rid, approver, given = (payload.get(k) for k in ("remediation_id", "approver", "seal"))
     if not (isinstance(rid, str) and isinstance(given, str)):
         return False
-    expected = seal(paths, rid, verdict, str(approver))
+    expected = seal(paths, rid, verdict, str(approver), str(payload.get("digest") or ""))
     return hmac.compare_digest(expected, given)

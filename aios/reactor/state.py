@@ -97,10 +97,12 @@ class ReactorState:
     runs: dict[tuple[str, str], list[RemediationRecord]] = field(default_factory=dict)
     actions: dict[tuple[str, str], deque[datetime]] = field(default_factory=dict)
     flapping_alerted: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    approved: set[str] = field(default_factory=set)
+    # remediation id -> the digest of the plan a person approved (an approval is for that plan)
+    approved: dict[str, str] = field(default_factory=dict)
     # remediation id -> (who denied it and why, when); requested / matched: id -> when
     denied: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     requested: dict[str, datetime] = field(default_factory=dict)
+    requested_digest: dict[str, str] = field(default_factory=dict)
     matched: dict[str, datetime] = field(default_factory=dict)
     # Checks an approval decision's seal: (verdict, payload) -> believed. None believes all.
     seal_check: Callable[[str, dict[str, Any]], bool] | None = field(default=None, repr=False)
@@ -142,12 +144,13 @@ class ReactorState:
             self.actions.setdefault(key, deque()).append(at)
         elif event.type == "approval.granted" and isinstance(rid, str):
             if self._believed("granted", payload):
-                self.approved.add(rid)
+                self.approved[rid] = str(payload.get("digest") or "")
         elif event.type in ("approval.denied", "approval.expired") and isinstance(rid, str):
             if self._believed(event.type.split(".")[1], payload):
                 self.denied[rid] = (f"{payload.get('approver')}: {payload.get('reason')}", at)
         elif event.type == "approval.requested" and isinstance(rid, str):
             self.requested[rid] = at
+            self.requested_digest[rid] = str(payload.get("digest") or "")
         elif event.type == "playbook.matched" and isinstance(rid, str):
             self.matched[rid] = at
         elif event.type == "breaker.flapping":
@@ -260,10 +263,12 @@ class ReactorState:
             r for r, rec in self.remediations.items() if rec.finished and rec.started < horizon
         ]:
             del self.remediations[rid]
-            self.approved.discard(rid)
+            self.approved.pop(rid, None)
         for table in (self.requested, self.matched):
             for rid in [r for r, at in table.items() if at < horizon]:
                 del table[rid]
+                if table is self.requested:
+                    self.requested_digest.pop(rid, None)
         for rid in [r for r, (_, at) in self.denied.items() if at < horizon]:
             del self.denied[rid]
         for key, times in list(self.actions.items()):
