@@ -710,15 +710,23 @@ def _tree_memory(root_pid: int) -> dict[str, Any]:
     root = psutil.Process(root_pid)
     procs = [root, *root.children(recursive=True)]
     server_pids: set[int] = set()
+    chroma_pids: set[int] = set()
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             cmd = " ".join(proc.cmdline())
             if "prefect" in cmd and "server" in cmd and "start" in cmd:
                 server_pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
-    parts = {"main": [0.0, 0.0, 0], "server": [0.0, 0.0, 0], "flow_runs": [0.0, 0.0, 0]}
+            if "chroma" in cmd and " run " in f" {cmd} ":
+                chroma_pids |= {proc.pid, *(c.pid for c in proc.children(recursive=True))}
+    parts = {
+        "main": [0.0, 0.0, 0],
+        "server": [0.0, 0.0, 0],
+        "chroma": [0.0, 0.0, 0],
+        "flow_runs": [0.0, 0.0, 0],
+    }
     for proc in procs:
         part = "main" if proc.pid == root_pid else "server" if proc.pid in server_pids else None
-        part = part or "flow_runs"
+        part = part or ("chroma" if proc.pid in chroma_pids else "flow_runs")
         with contextlib.suppress(psutil.Error):
             info = proc.memory_full_info()
             parts[part][0] += info.rss / 2**20
@@ -768,6 +776,7 @@ def phase_up_memory(directory: str, settle_s: float) -> dict[str, Any]:
                     up_main_rss_mb=round(final["main_rss"]),
                     up_server_rss_mb=round(final["server_rss"]),
                     up_server_process_count=final["server_count"],
+                    up_chroma_rss_mb=round(final["chroma_rss"]),
                     up_flow_run_rss_mb=round(final["flow_runs_rss"]),
                     up_flow_run_process_count=final["flow_runs_count"],
                     up_flow_run_process_count_peak=max(flow_runs_peak, final["flow_runs_count"]),

@@ -1,8 +1,10 @@
-"""``aios up``: a local Prefect server (unless PREFECT_API_URL names one), every deployment
-served on its schedule, and the event watcher that starts the reactor for urgent events.
+"""``aios up``: a local Prefect server (unless PREFECT_API_URL names one), a Chroma server for
+lessons and memories (unless AIOS_CHROMA_URL names one, or the JSON backend is chosen), every
+deployment served on its schedule, and the event watcher that starts the reactor for urgent
+events.
 
 One ``aios up`` per ``AIOS_HOME`` (a lock; the second says where the first is). Ctrl-C or
-SIGTERM stops the runner and the watcher first, then the server.
+SIGTERM stops the runner and the watcher first, then the servers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
 from aios.locking import file_lock
 from aios.prefect_api import HttpPrefectAPI, PrefectNotFoundError, read_up, up_file
+from deployments.chroma_server import ChromaServer, chosen_port
 from deployments.server import DEFAULT_PORT, LocalServer, wait_healthy
 
 RUNNER_POLL_S = 1.0  # how often the runner asks for runs to start: the urgent path waits on it
@@ -83,6 +86,26 @@ def _endpoints(paths: HomePaths, console: Console) -> Endpoints:
     return Endpoints(server.api_url, server.ui_url, server)
 
 
+def _chroma(paths: HomePaths, console: Console) -> tuple[ChromaServer | None, str | None]:
+    """The Chroma server for lessons and memories: AIOS_CHROMA_URL's, else one started here
+    (none with the JSON backend). Every flow run inherits AIOS_CHROMA_URL."""
+    from aios.config import load_config
+
+    given = os.environ.get("AIOS_CHROMA_URL", "").strip()
+    if given:
+        return None, given
+    config = load_config(paths)
+    if config.memory.backend != "chroma":
+        return None, None
+    if config.memory.chroma_url:
+        return None, config.memory.chroma_url
+    server = ChromaServer(paths, chosen_port())
+    with console.status(f"starting the Chroma server on port {server.port} ..."):
+        server.start()
+    os.environ["AIOS_CHROMA_URL"] = server.url
+    return server, server.url
+
+
 def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int:
     """Run until interrupted; returns the exit code."""
     # SIGTERM while starting stops it like Ctrl-C: the server is not left behind.
@@ -99,12 +122,14 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
         )
     started = time.monotonic()
     endpoints: Endpoints | None = None
+    chroma: ChromaServer | None = None
     try:
         os.environ["AIOS_HOME"] = str(paths.root)
         os.environ.setdefault("PREFECT_HOME", str(paths.root / "prefect"))
         endpoints = _endpoints(paths, console)
         os.environ["PREFECT_API_URL"] = endpoints.api_url
         os.environ["PREFECT_UI_URL"] = endpoints.ui_url
+        chroma, chroma_url = _chroma(paths, console)
         write_atomic(
             up_file(paths),
             orjson.dumps(
@@ -112,6 +137,7 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
                     "pid": os.getpid(),
                     "api_url": endpoints.api_url,
                     "ui_url": endpoints.ui_url,
+                    "chroma_url": chroma_url,
                     "started": datetime.now(UTC).isoformat(),
                     "local_server": endpoints.server is not None,
                 }
@@ -122,6 +148,9 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
         console.print("stopped before it was up")
         return 0
     finally:
+        if chroma is not None:  # after the runner (inside _serve), before the Prefect server
+            with console.status("stopping the Chroma server ..."):
+                chroma.stop()
         if endpoints is not None and endpoints.server is not None:
             with console.status("stopping the Prefect server ..."):
                 endpoints.server.stop()
@@ -178,6 +207,9 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
         console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
         console.print(f"  AIOS_HOME:  {paths.root}")
+        chroma_url = os.environ.get("AIOS_CHROMA_URL")
+        if chroma_url:
+            console.print(f"  Chroma:     {chroma_url}")
         for spec in DEPLOYMENTS:
             console.print(f"  {spec.full_name:<28} {spec.schedule_text()}")
         console.print("  urgent (P0/P1) events start aios-reactor/aios at once")

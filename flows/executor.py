@@ -36,12 +36,22 @@ def executor_flow(plan: dict[str, Any] | None = None) -> dict[str, Any]:
         plan = plan_remediations()
     config = run_context().config
     by_playbook: dict[str, list[str]] = {}
+    by_lesson: list[dict[str, Any]] = []
     for item in plan["items"]:
-        if item["status"] == "proposed":
+        if item["status"] != "proposed":
+            continue
+        if item.get("lesson_id"):
+            by_lesson.append(item)
+        else:
             by_playbook.setdefault(item["playbook"], []).append(item["event_id"])
     outcomes: list[dict[str, Any]] = []
     for playbook, event_ids in by_playbook.items():
         outcomes += remediate(event_ids, config, only=[playbook], ui_url=ui_url())
+    for item in by_lesson:  # a proven lesson's fix, the lesson read again as it is now
+        lesson = {"lesson_id": item["lesson_id"], "similarity": item["similarity"]}
+        outcomes += remediate(
+            [item["event_id"]], config, only=[item["playbook"]], ui_url=ui_url(), lesson=lesson
+        )
     position = advance_executor(plan["upto_seq"])
     artifacts.table(
         "aios-executor-results",

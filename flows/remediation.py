@@ -40,9 +40,10 @@ def remediate(
     *,
     only: list[str] | None = None,
     ui_url: str | None = None,
+    lesson: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every outcome for ``event_ids`` (through the playbooks in ``only``, when given),
-    approvals asked and answered on the way."""
+    """Every outcome for ``event_ids`` (through the playbooks in ``only``, when given; a
+    proven lesson's fix with ``lesson``), approvals asked and answered on the way."""
     logger = get_run_logger()
     url = api_url()
     ensure_remediation_limit(url, config.orchestration.max_concurrent_remediations)
@@ -55,7 +56,7 @@ def remediate(
     outcomes: list[dict[str, Any]] = []
     queue: list[dict[str, Any]] = []
     for event_id in event_ids:
-        queue += run([event_id], only=only)
+        queue += run([event_id], only=only, lesson=lesson)
     while queue:
         result = queue.pop(0)
         if result["status"] != "awaiting_approval":
@@ -80,7 +81,7 @@ def remediate(
         if skipped is not None:
             outcomes.append({**skipped, "event_type": result["event_type"]})
             continue
-        queue += run([result["event_id"]], only=[request.playbook])
+        queue += run([result["event_id"]], only=[request.playbook], lesson=lesson)
     return outcomes
 
 

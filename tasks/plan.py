@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from aios.lessons.apply import ProvenFixes
+from aios.lessons.index import LessonIndex
 from aios.loop.analyst import Finding
 from aios.loop.optimizer import make_plan, record_plan
 from aios.reactor.runner import settings_from
@@ -17,6 +19,8 @@ def plan_remediations(findings: list[dict[str, Any]] | None = None) -> dict[str,
     """Preview the pending P2 events through the playbooks; record ``plan.proposed``."""
     ctx = run_context()
     index = loaded_playbooks(ctx.config)
+    lessons = LessonIndex.open(ctx.paths, ctx.config)
+    threshold = ctx.config.lessons.similarity or lessons.palace.embedding.default_similarity
     plan = make_plan(
         ctx.bus,
         ctx.paths,
@@ -24,6 +28,7 @@ def plan_remediations(findings: list[dict[str, Any]] | None = None) -> dict[str,
         settings_from(ctx.config, ctx.paths),
         [Finding(**f) for f in findings or []],
         now=datetime.now(UTC),
+        lessons=ProvenFixes(lessons, index, threshold),
     )
     record_plan(ctx.bus, plan)
     return plan.to_dict()

@@ -13,6 +13,7 @@ from prefect.logging import get_run_logger
 
 from aios.config import AIOSConfig
 from aios.event import Event
+from aios.lessons.apply import current_fix
 from aios.playbooks.matcher import PlaybookIndex
 from aios.prefect_api import HttpPrefectAPI
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest, PolicyApprover
@@ -50,12 +51,35 @@ def loaded_playbooks(config: AIOSConfig) -> PlaybookIndex:
 
 
 @aios_task("react-to-events", retries=2)
-def react_to_events(event_ids: list[str], only: list[str] | None = None) -> list[dict[str, Any]]:
+def react_to_events(
+    event_ids: list[str],
+    only: list[str] | None = None,
+    lesson: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Match, decide and run remediations for these events; medium/high risk ones come back
-    as ``awaiting_approval`` with the request for a person."""
+    as ``awaiting_approval`` with the request for a person. ``lesson`` (``lesson_id``,
+    ``similarity``) applies a proven lesson's fix, as the lesson stands now."""
     ctx = run_context()
     index = loaded_playbooks(ctx.config)
     guard: Callable[[], AbstractContextManager[object]] = remediation_slot
+    fix = None
+    if lesson is not None:
+        fix = current_fix(ctx.paths, str(lesson["lesson_id"]), float(lesson["similarity"]))
+        if fix is None:
+            return [
+                {
+                    "event_id": event_id,
+                    "event_type": "",
+                    "playbook": (only or ["?"])[0],
+                    "status": "skipped",
+                    "reason": f"lesson {lesson['lesson_id']} is no longer proven",
+                    "remediation_id": None,
+                    "risk": None,
+                    "plan": [],
+                    "request": None,
+                }
+                for event_id in event_ids
+            ]
     results = react_to(
         ctx.bus,
         ctx.paths,
@@ -66,6 +90,7 @@ def react_to_events(event_ids: list[str], only: list[str] | None = None) -> list
         only=only,
         defer_approvals=True,
         run_guard=guard,
+        lesson=fix,
     )
     return [outcome_record(event, outcome) for event, outcome in results]
 

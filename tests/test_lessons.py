@@ -23,6 +23,7 @@ from aios.lessons.model import lesson_id
 from aios.lessons.projection import read_lessons
 from aios.loop.signatures import signature
 from aios.playbooks.model import Playbook
+from aios.reactor.approval import ApprovalDecision
 from aios.store import open_store
 from aios.store.consumers import set_position
 from tests.conftest import run_aios
@@ -247,3 +248,171 @@ def test_the_cli_lists_and_refuses_what_it_cannot_show(home: HomePaths) -> None:
     assert bad_state.returncode == 2 and "--state 'done'" in bad_state.stderr
     missing = cli(home, "lessons", "show", "lesson-nothing")
     assert missing.returncode == 2 and "no such lesson" in missing.stderr
+
+
+# ------------------------------------------------------------------ applying lessons
+WRITER_ONLY = {
+    "type": "task.failed",
+    "conditions": [{"path": "labels.agent", "op": "eq", "value": "writer"}],
+}
+
+
+def proven_lesson(
+    home: HomePaths, root: Path, config_file: Path, shipped: Path, times: int
+) -> Playbook:
+    """A fix written for the writer's timeouts, verified ``times`` times: a proven lesson."""
+    pb = fixes(config_file, "raise_interval", trigger=WRITER_ONLY, limits=LIMITS)
+    (shipped / "raise_interval.json").write_text(
+        json.dumps(pb.model_dump(mode="json", exclude_none=True))
+    )
+    start = datetime.now(UTC) - timedelta(hours=3)
+    for event in failures(max(times, 3), start=start)[:times]:
+        config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
+        assert remediate(home, root, pb, event).status == "succeeded"
+    extract(home)
+    return pb
+
+
+def plan_for(home: HomePaths, root: Path, pb: Playbook) -> Any:
+    from aios.config import load_config
+    from aios.lessons.apply import ProvenFixes
+    from aios.loop.optimizer import make_plan
+    from aios.playbooks.matcher import PlaybookIndex
+    from tests.loop_helpers import settings
+
+    index = PlaybookIndex([pb])
+    threshold = load_config(home).lessons.similarity or 0.4
+    return make_plan(
+        aios.bus(),
+        home,
+        index,
+        settings(home, root),
+        now=datetime.now(UTC) + timedelta(seconds=1),
+        after_seq=0,
+        lessons=ProvenFixes(LessonIndex.open(home), index, threshold),
+    )
+
+
+def crawler_timeout() -> Event:
+    """The same kind of failure, from an agent the playbook was not written for."""
+    [event] = failures(
+        1,
+        agent="crawler",
+        message="tool search timed out after {n}s waiting for the index",
+        start=datetime.now(UTC) - timedelta(minutes=1),
+    )
+    return event
+
+
+def test_a_lesson_is_applied_to_a_new_similar_failure_and_verified(
+    home: HomePaths, root: Path, config_file: Path, shipped: Path
+) -> None:
+    from aios.lessons.apply import current_fix
+    from aios.playbooks.matcher import PlaybookIndex
+    from aios.reactor import runner
+    from aios.reactor.approval import PolicyApprover
+    from tests.loop_helpers import settings
+
+    pb = proven_lesson(home, root, config_file, shipped, times=3)
+    assert lesson(home).state == "verified"
+    config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
+    event = crawler_timeout()
+    assert not PlaybookIndex([pb]).match(event), "the playbook itself does not name it"
+    [item] = [i for i in plan_for(home, root, pb).items if i.event_id == event.id]
+    assert item.playbook == "raise_interval" and item.lesson_id == lesson_id(SEARCH)
+    assert item.status == "proposed" and item.needs_approval  # verified, not hardened
+    assert item.similarity is not None and item.similarity >= 0.4
+    fix = current_fix(home, lesson_id(SEARCH), item.similarity)
+    assert fix is not None and fix.state == "verified"
+    [(_, waiting)] = runner.react_to(
+        aios.bus(),
+        home,
+        PlaybookIndex([pb]),
+        settings(home, root),
+        PolicyApprover(False),
+        [event.id],
+        defer_approvals=True,
+        lesson=fix,
+    )
+    assert waiting.status == "awaiting_approval" and waiting.request is not None
+    assert f"Suggested by lesson {lesson_id(SEARCH)} (verified" in waiting.request.description
+    assert (
+        runner.record_decision(
+            aios.bus(),
+            PlaybookIndex([pb]),
+            settings(home, root),
+            event.id,
+            waiting.request,
+            ApprovalDecision(True, "ops", "the lesson fits"),
+        )
+        is None
+    )
+    [(_, done)] = runner.react_to(
+        aios.bus(),
+        home,
+        PlaybookIndex([pb]),
+        settings(home, root),
+        PolicyApprover(False),
+        [event.id],
+        defer_approvals=True,
+        lesson=fix,
+    )
+    assert done.status == "succeeded"
+    [finished] = [
+        e
+        for e in aios.bus().log.events()
+        if e.type == "remediation.finished" and e.correlation_id == event.id
+    ]
+    assert finished.payload["lesson_id"] == lesson_id(SEARCH)
+    [change] = extract(home).changes
+    assert (
+        change["lesson_id"] == lesson_id(SEARCH) and change["remediation_id"] == done.remediation_id
+    )
+    assert lesson(home).successes == 4
+
+
+def test_a_hardened_lesson_with_a_low_risk_fix_runs_without_a_person(
+    home: HomePaths, root: Path, config_file: Path, shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios.lessons.apply import current_fix
+    from aios.playbooks.matcher import PlaybookIndex
+    from aios.reactor import runner
+    from aios.reactor.approval import PolicyApprover
+    from tests.loop_helpers import settings
+
+    monkeypatch.setenv("AIOS_LESSONS__HARDENED_AFTER", "2")
+    pb = proven_lesson(home, root, config_file, shipped, times=2)
+    assert lesson(home).state == "hardened"
+    config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
+    event = crawler_timeout()
+    [item] = [i for i in plan_for(home, root, pb).items if i.event_id == event.id]
+    assert item.lesson_id == lesson_id(SEARCH) and not item.needs_approval
+    fix = current_fix(home, lesson_id(SEARCH), item.similarity or 0.0)
+    [(_, done)] = runner.react_to(
+        aios.bus(),
+        home,
+        PlaybookIndex([pb]),
+        settings(home, root),
+        PolicyApprover(False, "nobody may be asked"),
+        [event.id],
+        defer_approvals=True,
+        lesson=fix,
+    )
+    assert done.status == "succeeded"
+    assert not [e for e in aios.bus().log.events() if e.type == "approval.requested"]
+
+
+def test_a_demoted_lesson_is_not_applied(
+    home: HomePaths, root: Path, config_file: Path, shipped: Path
+) -> None:
+    from aios.lessons.apply import current_fix
+
+    pb = proven_lesson(home, root, config_file, shipped, times=3)
+    broken = breaks(config_file, "raise_interval", trigger=WRITER_ONLY, limits=LIMITS)
+    [later] = failures(1, start=datetime.now(UTC) - timedelta(minutes=5))
+    remediate(home, root, broken, later)
+    extract(home)
+    assert lesson(home).state == "draft"
+    assert current_fix(home, lesson_id(SEARCH), 0.9) is None
+    event = crawler_timeout()
+    assert not [i for i in plan_for(home, root, pb).items if i.event_id == event.id]

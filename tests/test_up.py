@@ -20,6 +20,7 @@ from aios.event import Event
 from aios.home import HomePaths
 from aios.log import EventLog
 from aios.prefect_api import HttpPrefectAPI
+from deployments.server import port_free
 from tests.orchestration_helpers import (
     AIOS_BIN,
     Up,
@@ -381,10 +382,14 @@ def test_ctrl_c_stops_it_cleanly(prefect_server: str, tmp_path: Path) -> None:
     home = HomePaths(tmp_path / "aios-home")
     with aios_up(home, api_url=prefect_server) as up:
         assert (home.root / "up.json").exists()
+        chroma_port = int(
+            json.loads((home.root / "up.json").read_text())["chroma_url"].rsplit(":", 1)[1]
+        )
         code = up.stop(signal.SIGINT)
     assert code == 0
     assert "runner and event watcher stopped" in up.text()
     assert not (home.root / "up.json").exists()
+    assert port_free(chroma_port), "the Chroma server stopped with it"
     # The lock is free again: a new one starts.
     with aios_up(home, api_url=prefect_server) as again:
         assert again.stop(signal.SIGTERM) == 0
@@ -402,3 +407,28 @@ def test_a_bad_server_address_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "http://127.0.0.1:9/api" in result.stderr and "not healthy" in result.stderr
     assert not (home.root / "up.json").exists()
+
+
+def test_lessons_go_through_the_chroma_server_it_started(served: Served) -> None:
+    info = json.loads((served.home.root / "up.json").read_text())
+    chroma = info["chroma_url"]
+    assert httpx.get(f"{chroma}/api/v2/heartbeat", timeout=10).status_code == 200
+    assert f"Chroma:     {chroma}" in served.up.text()
+    for n in range(3):
+        served.bus.emit(
+            "task.failed",
+            {"error_type": "TimeoutError", "error": f"tool up_search timed out after {n}s"},
+            source="writer",
+            labels={"agent": "writer"},
+        )
+    made = served.cli("lessons", "extract", "--json")
+    assert made.returncode == 0, made.stderr
+    [created] = json.loads(made.stdout)["created"]
+    found = json.loads(served.cli("lessons", "search", "up_search timeout", "--json").stdout)
+    assert found[0]["lesson_id"] == created["lesson_id"]
+    # The lesson lives in the server's collection, not in a file this process opened.
+    listed = httpx.get(
+        f"{chroma}/api/v2/tenants/default_tenant/databases/default_database/collections",
+        timeout=10,
+    ).json()
+    assert any(c["name"].startswith("lessons.") for c in listed)

@@ -32,8 +32,9 @@ def up() -> None:
     """Run AIOS: Prefect server, every deployment on its schedule, the event watcher.
 
     A local Prefect server starts unless PREFECT_API_URL names one (its port from
-    PREFECT_SERVER_API_PORT, default 4200); urgent events start the reactor at once. Prints
-    the Prefect UI address. Ctrl-C stops the runner, then the server.
+    PREFECT_SERVER_API_PORT, default 4200), and a Chroma server for lessons unless
+    AIOS_CHROMA_URL names one; urgent events start the reactor at once. Prints the Prefect UI
+    address. Ctrl-C stops the runner, then the servers.
     """
     from deployments.up import up as run_up
 

@@ -5,13 +5,15 @@ playbooks as a preview (threshold, throttle, breaker and a dry run of every acti
 reactor's real state; nothing is written or executed) and proposes the remediations that would
 run, with their risk and whether they need a person; each proposal is taken as run for the
 events after it, so one plan never proposes more than a throttle or a run limit lets through.
-The analyst's findings become recommendations: failures no playbook covers, playbooks that
-keep failing, escalations.
+A failure no playbook matches is offered the fix of a proven lesson like it (see
+``aios.lessons.apply``). The analyst's findings become recommendations: failures no playbook
+covers, playbooks that keep failing, escalations.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +27,7 @@ from aios.loop.analyst import Finding
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.reactor.approval import PolicyApprover
-from aios.reactor.engine import Reactor, ReactorSettings
+from aios.reactor.engine import LessonFix, Reactor, ReactorSettings
 from aios.reactor.runner import warm_up
 from aios.reactor.state import REACTOR_SOURCE, ReactorState, target_key
 from aios.scheduler import Route, route_of
@@ -50,6 +52,9 @@ class ProposedRemediation:
     needs_approval: bool
     status: str  # proposed, or the reason it is held back
     actions: list[str] = field(default_factory=list)
+    # A lesson's fix, for a failure no playbook names: which lesson, and how alike.
+    lesson_id: str | None = None
+    similarity: float | None = None
 
 
 @dataclass
@@ -126,8 +131,10 @@ def make_plan(
     *,
     now: datetime,
     after_seq: int | None = None,
+    lessons: Callable[[Event], LessonFix | None] | None = None,
 ) -> Plan:
-    """The plan for the events after ``after_seq`` (default: the executor's position)."""
+    """The plan for the events after ``after_seq`` (default: the executor's position). A
+    failure no playbook matches is offered the fix of a proven lesson ``lessons`` finds."""
     with open_store(paths) as con:
         start = after_seq if after_seq is not None else executor_start(con, now)
         events, upto = pending(con, start)
@@ -137,12 +144,19 @@ def make_plan(
     preview.start_following(bus.log.end())
     warm_up(preview, paths, start, now)
     for event in events:
-        for outcome in preview.process(event):
+        outcomes = preview.process(event)
+        lesson = lessons(event) if lessons is not None and not outcomes else None
+        if lesson is not None:
+            outcomes = preview.process(event, only=[lesson.playbook], lesson=lesson)
+        for outcome in outcomes:
             if outcome.status == "waiting":
                 plan.below_threshold += 1
                 continue
-            playbook = index.playbooks[outcome.playbook]
+            playbook = index.playbooks.get(outcome.playbook)
+            if playbook is None:  # a lesson's playbook that is not loaded
+                continue
             proposed = outcome.status == "dry_run"
+            by_lesson = lesson is not None and lesson.playbook == playbook.id
             plan.items.append(
                 ProposedRemediation(
                     event.id,
@@ -150,9 +164,12 @@ def make_plan(
                     outcome.playbook,
                     outcome.remediation_id,
                     outcome.risk,
-                    playbook.needs_approval(settings.approve_from),
+                    playbook.needs_approval(settings.approve_from)
+                    or (by_lesson and lesson is not None and not lesson.trusted),
                     "proposed" if proposed else outcome.reason,
                     [str(step.get("summary", "")) for step in outcome.plan],
+                    lesson.lesson_id if by_lesson and lesson is not None else None,
+                    round(lesson.similarity, 4) if by_lesson and lesson is not None else None,
                 )
             )
             if proposed and outcome.remediation_id:

@@ -12,6 +12,7 @@ asked of Chroma only when that answer had too few.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -76,6 +77,19 @@ def _register() -> None:
 
     for registered in (HASH_NAME, SENTENCE_NAME):
         register_embedding_function(make(registered))  # type: ignore[no-untyped-call]
+
+
+def _forget(client: Any) -> None:
+    """Stop an embedded client's system and drop it from Chroma's per-process cache, so the
+    next client for that path reads the files again (other paths' clients are untouched)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    identifier = client._identifier
+    system = SharedSystemClient._identifier_to_system.pop(identifier, None)
+    SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+    if system is not None:
+        with contextlib.suppress(Exception):  # already stopped: nothing to free
+            system.stop()
 
 
 def collection_name(collection: str, embedding: str) -> str:
@@ -147,9 +161,7 @@ class ChromaBackend:
                 stamp = self._files_stamp()
                 if self._client is None or stamp != self._stamp:
                     if self._client is not None:
-                        from chromadb.api.shared_system_client import SharedSystemClient
-
-                        SharedSystemClient.clear_system_cache()  # forget the stale index
+                        _forget(self._client)  # its index is stale: load it all again
                     self._client = self._open()
                 try:
                     yield self._client
@@ -237,14 +249,11 @@ class ChromaBackend:
             found = self._collection(client, collection, None)
             if found is None:
                 return []
-            total = found.count()
-            if total == 0:
-                return []
-            fetch = min(total, top_k if where is None else max(top_k * OVERFETCH, MIN_FETCH))
+            fetch = top_k if where is None else max(top_k * OVERFETCH, MIN_FETCH)
             answer = self._ask(found, vector, fetch, None)
             hits = [m for m in answer if matches(m.metadata | {"owner": m.owner}, where)]
-            if where is not None and len(hits) < top_k and fetch < total:
-                hits = self._ask(found, vector, top_k, dict(where))
+            if where is not None and len(hits) < top_k and len(answer) == fetch:
+                hits = self._ask(found, vector, top_k, dict(where))  # more lie beyond: ask Chroma
         return hits[:top_k]
 
     @staticmethod

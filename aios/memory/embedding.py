@@ -309,7 +309,7 @@ class SentenceEmbedding:
 
     name = SENTENCE_NAME
     dimensions = 384
-    default_similarity = 0.5
+    default_similarity = 0.45
 
     def __init__(self) -> None:
         if not sentence_model_installed():

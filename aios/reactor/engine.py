@@ -100,6 +100,38 @@ class ReactorSettings:
     remediation_timeout_s: float | None = None
 
 
+@dataclass(frozen=True)
+class LessonFix:
+    """A proven lesson's fix, offered for an event its playbook was not written for (the
+    lesson's failure and this one are alike). It runs without a person only when the lesson
+    is hardened and the playbook itself would (low risk, ``auto_execute``)."""
+
+    lesson_id: str
+    playbook: str
+    state: str  # verified or hardened
+    similarity: float
+    symptom: str = ""
+    successes: int = 0
+    failures: int = 0
+
+    @property
+    def trusted(self) -> bool:
+        return self.state == "hardened"
+
+    def describe(self) -> str:
+        return (
+            f"Suggested by lesson {self.lesson_id} ({self.state}: {self.successes} verified, "
+            f"{self.failures} failed), similarity {self.similarity:.2f} to: {self.symptom}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lesson_id": self.lesson_id,
+            "state": self.state,
+            "similarity": round(self.similarity, 4),
+        }
+
+
 @dataclass
 class Outcome:
     """What happened to one playbook for one event."""
@@ -166,6 +198,13 @@ class _Step:
     base: dict[str, Any]
     risk: Risk
     decided_at: datetime
+    lesson: LessonFix | None = None
+
+    def needs_approval(self, approve_from: str) -> bool:
+        """The playbook's own rule; a lesson that is not hardened always asks a person."""
+        if self.lesson is not None and not self.lesson.trusted:
+            return True
+        return self.playbook.needs_approval(approve_from)
 
     def skipped(self, reason: str, detail: str, **extra: Any) -> Outcome:
         self.chain.emit(
@@ -272,9 +311,15 @@ class Reactor:
         self._cursor = cursor
 
     # ------------------------------------------------------------ processing
-    def process(self, event: Event, *, only: Collection[str] | None = None) -> list[Outcome]:
+    def process(
+        self,
+        event: Event,
+        *,
+        only: Collection[str] | None = None,
+        lesson: LessonFix | None = None,
+    ) -> list[Outcome]:
         """Handle one event; returns what happened for each matching playbook (of ``only``,
-        when given).
+        when given). With ``lesson``, its fix's playbook is handled too, matched or not.
 
         Nothing an event holds, and nothing a playbook does, stops the reactor: a failure
         becomes a ``failed`` outcome and the next event is handled.
@@ -285,12 +330,21 @@ class Reactor:
         self._handled += 1
         if self._handled % 1000 == 0:
             self.state.prune(self._now(event), self.keep)
+        matched = self.index.match(event)
+        chosen: list[tuple[Playbook, bool]] = [(p, True) for p in matched]
+        if lesson is not None:
+            fix = self.index.playbooks.get(lesson.playbook)
+            if fix is None:
+                return [Outcome(lesson.playbook, "skipped", "the lesson's playbook is not loaded")]
+            if fix not in matched:
+                chosen.append((fix, False))
         outcomes = []
-        for playbook in self.index.match(event):
+        for playbook, by_trigger in chosen:
             if only is not None and playbook.id not in only:
                 continue
+            applied = lesson if lesson is not None and playbook.id == lesson.playbook else None
             try:
-                outcomes.append(self._handle(playbook, event))
+                outcomes.append(self._handle(playbook, event, applied, by_trigger))
             except Exception as exc:  # the remediation fails; the reactor goes on
                 logger.exception("playbook %s on %s", playbook.id, event.id)
                 outcomes.append(Outcome(playbook.id, "failed", f"{type(exc).__name__}: {exc}"))
@@ -303,9 +357,18 @@ class Reactor:
             return trigger.time
         return min(trigger.time, self.clock())
 
-    def _handle(self, playbook: Playbook, trigger: Event) -> Outcome:
+    def _handle(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        lesson: LessonFix | None = None,
+        by_trigger: bool = True,
+    ) -> Outcome:
         decided_at = self._now(trigger)
-        reached, count, group = self.state.count_match(playbook, trigger, decided_at)
+        # A lesson's fix answers this one failure: the playbook's own threshold is not asked.
+        reached, count, group = (
+            self.state.count_match(playbook, trigger, decided_at) if by_trigger else (True, 1, "")
+        )
         if not reached:
             threshold = playbook.trigger.threshold
             assert threshold is not None
@@ -314,7 +377,7 @@ class Reactor:
                 "waiting",
                 f"{count} of {threshold.count} events within {threshold.within} ({group})",
             )
-        step = self._step(playbook, trigger, decided_at)
+        step = self._step(playbook, trigger, decided_at, lesson)
         rid = step.rid
         if not playbook.enabled:
             return step.skipped("disabled", "the playbook is disabled")
@@ -334,7 +397,13 @@ class Reactor:
                 run_lock.path.unlink(missing_ok=True)
                 forget_lock(run_lock.path)
 
-    def _step(self, playbook: Playbook, trigger: Event, decided_at: datetime) -> _Step:
+    def _step(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        decided_at: datetime,
+        lesson: LessonFix | None = None,
+    ) -> _Step:
         rid = remediation_id(trigger, playbook)
         target = target_key(trigger, playbook)
         labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
@@ -345,8 +414,18 @@ class Reactor:
             "target": target,
             "decided_at": decided_at.isoformat(),
         }
+        if lesson is not None:
+            base["lesson_id"] = lesson.lesson_id
         return _Step(
-            playbook, trigger, rid, target, chain, base, playbook.effective_risk(), decided_at
+            playbook,
+            trigger,
+            rid,
+            target,
+            chain,
+            base,
+            playbook.effective_risk(),
+            decided_at,
+            lesson,
         )
 
     def _decide_and_run(self, step: _Step) -> Outcome:
@@ -374,19 +453,19 @@ class Reactor:
         plan_dicts = [p.to_dict() for p in plans]
         if rid not in self.state.matched or self.dry_run:  # announced once per remediation
             explanation = self.index.explain(playbook.id, trigger)
-            step.chain.emit(
-                "playbook.matched",
-                {
-                    **step.base,
-                    "risk": playbook.risk.value,
-                    "effective_risk": step.risk.value,
-                    "needs_approval": playbook.needs_approval(self.settings.approve_from),
-                    "plan": plan_dicts,
-                    "explanation": explanation.to_dict(),
-                    "trigger_type": trigger.type,
-                    "resuming": resuming,
-                },
-            )
+            matched: dict[str, Any] = {
+                **step.base,
+                "risk": playbook.risk.value,
+                "effective_risk": step.risk.value,
+                "needs_approval": step.needs_approval(self.settings.approve_from),
+                "plan": plan_dicts,
+                "explanation": explanation.to_dict(),
+                "trigger_type": trigger.type,
+                "resuming": resuming,
+            }
+            if step.lesson is not None:
+                matched["lesson"] = step.lesson.to_dict()
+            step.chain.emit("playbook.matched", matched)
             self._refresh()
         if self.dry_run:
             return step.skipped("dry_run", "dry run: nothing was executed", plan=plan_dicts)
@@ -395,7 +474,7 @@ class Reactor:
         # targets) is asked about again.
         digest = plan_digest(playbook, plan_dicts)
         granted = self.state.approved.get(rid)
-        if playbook.needs_approval(self.settings.approve_from) and granted != digest:
+        if step.needs_approval(self.settings.approve_from) and granted != digest:
             denied = self.state.denied.get(rid)
             if denied is not None:
                 return Outcome(
@@ -603,9 +682,13 @@ class Reactor:
             if risk is not Risk.LOW
             else "auto_execute is off"
             if not playbook.auto_execute
+            else f"lesson {step.lesson.lesson_id} is {step.lesson.state}, not hardened"
+            if step.lesson is not None and not step.lesson.trusted
             else "the risk policy asks a person for every remediation"
         )
         description = describe_request(playbook, trigger, plans, breaker, history, why)
+        if step.lesson is not None:
+            description = f"{step.lesson.describe()}\n{description}"
         request = ApprovalRequest(
             step.rid,
             playbook.id,

@@ -25,7 +25,7 @@ from aios.playbooks.loader import LoadResult, load_playbooks
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest, Approver, PolicyApprover
-from aios.reactor.engine import Outcome, Reactor, ReactorSettings, longest_window
+from aios.reactor.engine import LessonFix, Outcome, Reactor, ReactorSettings, longest_window
 from aios.reactor.state import REACTOR_TYPES
 from aios.store import open_store
 from aios.store.consumers import (
@@ -190,9 +190,11 @@ def react_to(
     defer_approvals: bool = False,
     run_guard: Callable[[], AbstractContextManager[object]] | None = None,
     dry_run: bool = False,
+    lesson: LessonFix | None = None,
 ) -> list[tuple[Event, Outcome]]:
     """Handle the events ``event_ids`` (in log order) through ``index`` (its playbooks in
-    ``only``, when given); returns each event with what happened for each playbook.
+    ``only``, when given; ``lesson``'s fix too); returns each event with what happened for
+    each playbook.
 
     Raises InputError naming an id that is not in the log. The same ids again (a retried run)
     repeat nothing that is done: see ``Reactor``.
@@ -227,7 +229,7 @@ def react_to(
         while upcoming is not None and upcoming[0] < seq:
             reactor.warm_up([upcoming[1]])
             upcoming = next(counted, None)
-        for outcome in reactor.process(event, only=only):
+        for outcome in reactor.process(event, only=only, lesson=lesson):
             results.append((event, outcome))
     return results
 
