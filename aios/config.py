@@ -348,6 +348,19 @@ class LessonSettings(BaseModel):
     )
 
 
+class AutonomySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    demote_after: int = Field(
+        default=2, ge=1, description="Failed verifications in a row that make a playbook ask."
+    )
+    promote_after: int = Field(
+        default=5,
+        ge=1,
+        description="Approved and verified runs in a row that propose a promotion to a person.",
+    )
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -366,6 +379,7 @@ class AIOSConfig(BaseSettings):
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     lessons: LessonSettings = Field(default_factory=LessonSettings)
+    autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
 
     @classmethod
     def settings_customise_sources(
@@ -562,6 +576,10 @@ backend = "chroma"
 # deterministic, no download).
 embedding = "auto"
 # chroma_url = "http://127.0.0.1:8000"   # a Chroma server; AIOS_CHROMA_URL overrides it
+
+[autonomy]
+demote_after = 2           # failed verifications in a row that make a playbook ask a person
+promote_after = 5          # approved and verified runs in a row that propose a promotion
 
 [lessons]
 min_count = 3              # a failure signature seen this often...

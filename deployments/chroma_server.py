@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import httpx
 
 from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
-from deployments.server import HOST, _die_with_parent, log_tail, port_free
+from deployments.server import HOST, _die_with_parent, log_tail, port_free, stop_group
 
 PORT_ENV = "AIOS_CHROMA_PORT"
 
@@ -104,15 +103,4 @@ class ChromaServer:
         raise ChromaServerError(f"the Chroma server did not answer within {timeout_s:.0f} s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(self.process, timeout_s)

@@ -135,19 +135,22 @@ class LocalServer:
             raise ServerError(f"{exc}; see {self.log_path}") from None
 
     def stop(self, timeout_s: float = 15.0) -> None:
-        """SIGTERM to its process group, SIGKILL after ``timeout_s``."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
+        stop_group(self.process, timeout_s)
+
+
+def stop_group(process: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
+    """SIGTERM to ``process``'s process group, SIGKILL after ``timeout_s``."""
+    if process is None or process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -65,12 +65,28 @@ def _playbook(index: Any, playbook_id: str) -> Any:
     return index.playbooks[playbook_id]
 
 
+def _autonomy(index: Any) -> tuple[dict[str, Any], Any, str]:
+    """Each playbook's earned autonomy (from the store), the policy, and the risk policy."""
+    from aios.autonomy import AutonomyPolicy, autonomy_of
+    from aios.home import HomePaths
+    from aios.store import open_store
+
+    config = _config()
+    policy = AutonomyPolicy(config.autonomy.demote_after, config.autonomy.promote_after)
+    paths = HomePaths.current()
+    with open_store(paths) as con:
+        found = autonomy_of(con, paths, index.playbooks.values(), policy)
+    return found, policy, config.reactor.approve_from
+
+
 @app.command("list")
 def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> None:
-    """The loaded playbooks: trigger, actions, risk, approval, verify, where defined."""
+    """The loaded playbooks: trigger, actions, risk, approval (as earned), verify, record."""
     index = _index(playbooks)
+    autonomy, policy, approve_from = _autonomy(index)
     rows = []
     for playbook in index.playbooks.values():
+        earned = autonomy[playbook.id]
         rows.append(
             {
                 "id": playbook.id,
@@ -79,7 +95,10 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
                 "actions": [a.type for a in playbook.actions],
                 "risk": playbook.risk.value,
                 "effective_risk": playbook.effective_risk().value,
-                "needs_approval": playbook.needs_approval(),
+                "needs_approval": earned.needs_approval(playbook, approve_from),
+                "autonomy": earned.level(playbook, approve_from),
+                "promotion_earned": earned.earned,
+                "record": earned.to_dict(),
                 "verify": f"{playbook.verify.probe} {playbook.verify.expect}"
                 if playbook.verify
                 else None,
@@ -91,7 +110,7 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
         return
     console.print(
         rows_table(
-            ["id", "on", "trigger", "actions", "risk", "approval", "verify", "source"],
+            ["id", "on", "trigger", "actions", "risk", "approval", "record", "verify", "source"],
             [
                 (
                     r["id"],
@@ -100,7 +119,11 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
                     ", ".join(r["actions"]),
                     r["effective_risk"]
                     + ("" if r["risk"] == r["effective_risk"] else f" (declared {r['risk']})"),
-                    "ask" if r["needs_approval"] else "auto",
+                    ("ask" if r["needs_approval"] else "auto")
+                    + ("" if r["autonomy"] in ("asks", "auto") else f" ({r['autonomy']})")
+                    + (", promotion earned" if r["promotion_earned"] else ""),
+                    f"{r['record']['verified']} ok, {r['record']['failed']} failed, "
+                    f"{r['record']['approved_in_a_row']}/{policy.promote_after} approved in a row",
                     r["verify"] or "none (unverified)",
                     r["source"],
                 )
@@ -108,6 +131,41 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
             ],
         )
     )
+
+
+@app.command()
+def promote(
+    playbook_id: Annotated[str, typer.Argument(metavar="ID", help="The playbook to promote.")],
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    approver: Annotated[str | None, typer.Option(help="Who (default: user@host).")] = None,
+    playbooks: PlaybooksOpt = None,
+) -> None:
+    """Confirm a promotion a playbook earned: it then runs without asking unless high risk."""
+    import getpass
+    import socket
+
+    from aios.autonomy import promote as record_promotion
+    from aios.home import HomePaths
+    from aios.runtime import default_bus
+
+    index = _index(playbooks)
+    playbook = _playbook(index, playbook_id)
+    autonomy, policy, _ = _autonomy(index)
+    earned = autonomy[playbook.id]
+    if earned.promoted:
+        raise InputError(f"{playbook.id} is promoted already")
+    if playbook.effective_risk().value == "high":
+        raise InputError(f"{playbook.id} is high risk: it always asks a person")
+    if not earned.earned:
+        raise InputError(
+            f"{playbook.id} has not earned a promotion: {earned.approved_in_a_row} of "
+            f"{policy.promote_after} approved and verified runs in a row"
+        )
+    who = approver or f"{getpass.getuser()}@{socket.gethostname()}"
+    record_promotion(
+        default_bus(), HomePaths.current(), playbook.id, who, reason or "confirmed at the terminal"
+    )
+    console.print(f"{playbook.id} promoted by {escape(who)}: it runs without asking a person")
 
 
 @app.command()

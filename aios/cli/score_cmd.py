@@ -23,9 +23,26 @@ def score(
         bool,
         typer.Option("--record", help="Also emit score.updated (and any grade change and alerts)."),
     ] = False,
+    suggest_weights: Annotated[
+        bool,
+        typer.Option(
+            "--suggest-weights",
+            help="Suggest the preset's weights that best track incident hours (changes nothing).",
+        ),
+    ] = False,
+    accept_weights: Annotated[
+        bool,
+        typer.Option(
+            "--accept-weights", help="Suggest, and write the suggestion into config.toml."
+        ),
+    ] = False,
+    days: Annotated[int, typer.Option(min=1, max=365, help="History the weights learn from.")] = 30,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The score, its grade and trend, and each component with the counts it came from."""
+    if suggest_weights or accept_weights:
+        _weights(preset, days, accept_weights, as_json)
+        return
     from aios.config import load_config
     from aios.durations import format_duration, parse_duration
     from aios.runtime import default_bus
@@ -89,3 +106,43 @@ def score(
     )
     if emitted:
         console.print("recorded: " + ", ".join(e.type for e in emitted))
+
+
+def _weights(preset: str | None, days: int, accept: bool, as_json: bool) -> None:
+    from aios.config import load_config
+    from aios.runtime import default_bus
+    from aios.score.engine import PRESETS
+    from aios.score.weights import accept_weights, suggest_weights
+    from aios.store import open_store
+
+    config = load_config()
+    chosen = preset or config.score.preset
+    if chosen not in PRESETS:
+        raise InputError(f"--preset {chosen!r}: use one of {', '.join(PRESETS)}")
+    with open_store() as con:
+        found = suggest_weights(
+            con,
+            preset=chosen,
+            now=datetime.now(UTC),
+            current=config.score.weights.get(chosen),
+            days=days,
+            latency_budget_ms=config.score.latency_budget_ms,
+        )
+    written = None
+    if accept and found.suggested is not None:
+        written = accept_weights(default_bus(), found)
+    if as_json:
+        print_json({**found.to_dict(), "accepted": written is not None})
+        return
+    console.print(Text(f"{chosen}: {found.reason}", style="bold"))
+    rows = [
+        (name, f"{weight:g}", "" if found.suggested is None else f"{found.suggested[name]:g}")
+        for name, weight in found.current.items()
+    ]
+    console.print(rows_table(["component", "now", "suggested"], rows))
+    if written is not None:
+        console.print(f"written to {written}: [score.weights.{chosen}]")
+    elif accept:
+        console.print("nothing written: there is no better weighting to accept")
+    elif found.suggested is not None:
+        console.print("to use it: aios score --accept-weights")

@@ -36,6 +36,7 @@ class ApprovalDecision:
     approver: str
     reason: str
     expired: bool = False
+    by_person: bool = True  # False for a policy answering on its own
 
 
 class Approver(Protocol):
@@ -53,7 +54,9 @@ class PolicyApprover:
     def request(self, request: ApprovalRequest) -> ApprovalDecision:
         self.requests.append(request)
         verdict = "approved" if self.approve else "denied"
-        return ApprovalDecision(self.approve, self.name, f"{verdict} automatically by {self.name}")
+        return ApprovalDecision(
+            self.approve, self.name, f"{verdict} automatically by {self.name}", by_person=False
+        )
 
 
 class TerminalApprover:

@@ -40,6 +40,7 @@ from aios.actions.base import (
     IrreversibleError,
     Risk,
 )
+from aios.autonomy import Autonomy, AutonomyPolicy
 from aios.bus import EventBus, make_event
 from aios.errors import EventValidationError, InputError
 from aios.event import Event, Severity
@@ -98,6 +99,7 @@ class ReactorSettings:
     approve_from: str = "medium"  # risk policy: "low" asks a person for everything
     # A remediation (its actions and verify) that runs longer is stopped and rolled back.
     remediation_timeout_s: float | None = None
+    autonomy: AutonomyPolicy = field(default_factory=AutonomyPolicy)
 
 
 @dataclass(frozen=True)
@@ -199,11 +201,15 @@ class _Step:
     risk: Risk
     decided_at: datetime
     lesson: LessonFix | None = None
+    autonomy: Autonomy | None = None
 
     def needs_approval(self, approve_from: str) -> bool:
-        """The playbook's own rule; a lesson that is not hardened always asks a person."""
+        """The playbook's own rule, as its record moved it (earned autonomy); a lesson that is
+        not hardened always asks a person."""
         if self.lesson is not None and not self.lesson.trusted:
             return True
+        if self.autonomy is not None:
+            return self.autonomy.needs_approval(self.playbook, approve_from)
         return self.playbook.needs_approval(approve_from)
 
     def skipped(self, reason: str, detail: str, **extra: Any) -> Outcome:
@@ -264,6 +270,8 @@ class Reactor:
         self.keep = max([keep, *(longest_window(p) for p in index.playbooks.values())])
         self._handled = 0
         self.lock = file_lock(settings.paths.root / "reactor.lock")
+        # Each playbook's earned autonomy (see aios.autonomy), read when the state warms up.
+        self.autonomy: dict[str, Autonomy] = {}
         self._seen: set[str] = set()
         self._cursor: Cursor | None = None
 
@@ -426,6 +434,7 @@ class Reactor:
             playbook.effective_risk(),
             decided_at,
             lesson,
+            self.autonomy.get(playbook.id),
         )
 
     def _decide_and_run(self, step: _Step) -> Outcome:
@@ -677,8 +686,12 @@ class Reactor:
         """What to ask; ``approval.requested`` is recorded once per remediation and plan."""
         playbook, trigger, risk = step.playbook, step.trigger, step.risk
         history = self._history(playbook)
+        demoted = step.autonomy is not None and step.autonomy.demoted
         why = (
-            f"effective risk {risk.value}"
+            f"demoted: {step.autonomy.failures_in_a_row if step.autonomy else 0} failed "
+            "verifications in a row"
+            if demoted
+            else f"effective risk {risk.value}"
             if risk is not Risk.LOW
             else "auto_execute is off"
             if not playbook.auto_execute
@@ -687,6 +700,10 @@ class Reactor:
             else "the risk policy asks a person for every remediation"
         )
         description = describe_request(playbook, trigger, plans, breaker, history, why)
+        if step.autonomy is not None:
+            description += "\n" + step.autonomy.describe(
+                playbook, self.settings.approve_from, self.settings.autonomy
+            )
         if step.lesson is not None:
             description = f"{step.lesson.describe()}\n{description}"
         request = ApprovalRequest(
@@ -793,6 +810,7 @@ class Reactor:
             "playbook": step.playbook.id,
             "approver": decision.approver,
             "reason": decision.reason,
+            "by_person": decision.by_person,
             "digest": digest,
             "seal": seal(self.settings.paths, step.rid, verdict, decision.approver, digest),
         }

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from aios.autonomy import AutonomyPolicy, autonomy_of
 from aios.bus import EventBus
 from aios.config import AIOSConfig
 from aios.errors import InputError
@@ -62,6 +63,9 @@ def settings_from(config: AIOSConfig, paths: HomePaths) -> ReactorSettings:
         approval_timeout_s=config.reactor.approval_timeout.total_seconds(),
         approve_from=config.reactor.approve_from,
         remediation_timeout_s=config.orchestration.remediation_timeout.total_seconds(),
+        autonomy=AutonomyPolicy(
+            demote_after=config.autonomy.demote_after, promote_after=config.autonomy.promote_after
+        ),
     )
 
 
@@ -90,6 +94,9 @@ def warm_up(
     with open_store(paths) as con:
         own = list(events_between(con, since, last_seq(con), REACTOR_TYPES))
         counted = list(events_between(con, since, upto_seq, triggers)) if triggers else []
+        reactor.autonomy = autonomy_of(
+            con, paths, reactor.index.playbooks.values(), reactor.settings.autonomy
+        )
     merged = {seq: event for seq, event in own + counted if event.id not in (exclude or ())}
     reactor.warm_up(merged[seq] for seq in sorted(merged))
     return len(merged)
