@@ -361,6 +361,46 @@ class AutonomySettings(BaseModel):
     )
 
 
+class EvolvedAgent(BaseModel):
+    """Where one agent's tunables live: keys in its config file, or a Prefect deployment's
+    parameters. Any of the three may be left out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path | None = Field(
+        default=None, description="The agent's config file (JSON, YAML, TOML)."
+    )
+    deployment: str | None = Field(
+        default=None, description="Or its Prefect deployment (FLOW/DEPLOYMENT): parameters."
+    )
+    timeout: str | None = Field(default=None, description="Key of its timeout in seconds.")
+    retries: str | None = Field(default=None, description="Key of its retry count.")
+    concurrency: str | None = Field(default=None, description="Key of its concurrency.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> EvolvedAgent:
+        if (self.file is None) == (self.deployment is None):
+            raise ValueError("give either file or deployment")
+        return self
+
+
+class EvolutionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agents: dict[str, EvolvedAgent] = Field(
+        default_factory=dict, description="Agents AIOS may tune, by name, and where."
+    )
+    failures: int = Field(default=3, ge=1, description="Failures of an agent...")
+    window: Duration = Field(default=timedelta(hours=24), description="...within this: evolve.")
+    observe: Duration = Field(
+        default=timedelta(hours=24), description="A change is judged on this much before/after."
+    )
+    min_samples: int = Field(default=20, ge=5, description="Tasks needed on each side.")
+    timeout_factor: float = Field(default=2.0, gt=1, description="A timeout is raised by this.")
+    max_timeout: float = Field(default=3600, gt=0, description="...never above this (seconds).")
+    max_retries: int = Field(default=5, ge=1, description="Retries are raised up to this.")
+
+
 class AIOSConfig(BaseSettings):
     """Everything in config.toml. Sections are added by the parts of AIOS that read them."""
 
@@ -380,6 +420,7 @@ class AIOSConfig(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     lessons: LessonSettings = Field(default_factory=LessonSettings)
     autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
+    evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,5 @@
-"""Learner (Learn): playbook effectiveness, and lessons from repeated failures."""
+"""Learner (Learn): playbook effectiveness, lessons, earned autonomy, score weights and agent
+evolution."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ from typing import Any
 from prefect import flow
 
 from flows import artifacts
+from flows.remediation import remediate
+from flows.runtime import ui_url
 from tasks.learn import (
+    evolve_agents,
     extract_lessons,
     learn_from_history,
     review_autonomy,
     suggest_score_weights,
 )
+from tasks.policy import run_context
 
 
 @flow(name="aios-learner", log_prints=False)
@@ -22,10 +27,21 @@ def learner_flow() -> dict[str, Any]:
     lessons = extract_lessons()
     autonomy = review_autonomy()
     weights = suggest_score_weights()
-    sections = [report, lessons, autonomy, weights]
+    evolution = evolve_agents()
+    proposed = [item["event_id"] for item in evolution["proposed"]]
+    evolution["outcomes"] = (
+        remediate(proposed, run_context().config, ui_url=ui_url()) if proposed else []
+    )
+    sections = [report, lessons, autonomy, weights, evolution]
     artifacts.markdown(
         "aios-learner-changes",
         "\n".join(section.pop("markdown") for section in sections),
         "Playbook effectiveness, lessons, autonomy and score weights: what changed.",
     )
-    return {**report, "lessons": lessons, "autonomy": autonomy, "score_weights": weights}
+    return {
+        **report,
+        "lessons": lessons,
+        "autonomy": autonomy,
+        "score_weights": weights,
+        "evolution": evolution,
+    }

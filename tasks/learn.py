@@ -82,3 +82,27 @@ def suggest_score_weights() -> dict[str, Any]:
     if found.suggested is not None:
         line += f"; suggested {found.suggested} (accept with `aios score --accept-weights`)"
     return {**found.to_dict(), "markdown": "## Score weights\n\n" + line + "\n"}
+
+
+@aios_task("evolve-agents")
+def evolve_agents() -> dict[str, Any]:
+    """Judge the changes whose A/B window has passed (rolling back the worse ones), and
+    propose changes for the agents that keep failing; returns the proposals' event ids for
+    the flow to remediate (through the approval gate when they need a person)."""
+    from aios.evolution_runs import EvolutionReport, judge, record_proposals
+    from aios.prefect_api import HttpPrefectAPI, api_url
+    from tasks.remediate import loaded_playbooks
+
+    ctx = run_context()
+    now = datetime.now(UTC)
+
+    def parameters(name: str) -> dict[str, Any]:
+        with HttpPrefectAPI(api_url(ctx.paths)) as api:
+            return dict(api.read_deployment_by_name(name).get("parameters") or {})
+
+    report = EvolutionReport()
+    report.verdicts = judge(ctx.bus, ctx.paths, ctx.config, loaded_playbooks(ctx.config), now=now)
+    report.proposed = record_proposals(
+        ctx.bus, ctx.paths, ctx.config, now=now, parameters=parameters
+    )
+    return {**report.to_dict(), "markdown": report.to_markdown()}

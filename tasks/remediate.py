@@ -44,10 +44,14 @@ def outcome_record(event: Event, outcome: Outcome) -> dict[str, Any]:
 def loaded_playbooks(config: AIOSConfig) -> PlaybookIndex:
     """The playbooks that load; a broken file is left out and logged, never fatal (one
     half-saved file must not stop every remediation and lose a person's answer)."""
+    from aios.evolution_runs import evolution_index
+    from aios.home import HomePaths
+
     index, result = load_index(config, strict=False)
     for problem in result.problems:
         get_run_logger().warning("playbook problem (left out): %s", problem)
-    return index
+    # The changes agent evolution proposed are playbooks too, until they are judged.
+    return evolution_index(HomePaths.current(), config, index)
 
 
 @aios_task("react-to-events", retries=2)

@@ -50,6 +50,7 @@ app.command("up")(orchestration_cmd.up)
 app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)
 app.command("watch")(orchestration_cmd.watch)
+app.command("evolve")(orchestration_cmd.evolve)
 
 
 def _version(value: bool) -> None:

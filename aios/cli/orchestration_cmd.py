@@ -138,3 +138,35 @@ def deploy(
         )
     )
     console.print(f"start workers with: prefect worker start --pool {pool}")
+
+
+def evolve(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """One pass of agent evolution without Prefect: judge changes, propose and make new ones.
+
+    A change that needs a person (a deployment parameter) asks at this terminal.
+    """
+    from datetime import UTC, datetime
+
+    from aios.config import load_config
+    from aios.evolution_runs import evolution_index
+    from aios.evolution_runs import evolve as run_evolve
+    from aios.home import HomePaths
+    from aios.reactor.approval import TerminalApprover
+    from aios.reactor.runner import load_index
+    from aios.runtime import default_bus
+
+    paths = HomePaths.current()
+    config = load_config(paths)
+    base, _ = load_index(config, strict=False)
+    report = run_evolve(
+        default_bus(),
+        paths,
+        config,
+        evolution_index(paths, config, base),
+        TerminalApprover(),
+        now=datetime.now(UTC),
+    )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(report.to_markdown(), markup=False, highlight=False)

@@ -279,44 +279,23 @@ def judge_remediations(bus: EventBus, paths: HomePaths, config: AIOSConfig) -> l
                 lesson = candidate
         if lesson is None:
             continue
-        before = lesson.state
-        if payload["outcome"] == "succeeded":
-            lesson.successes += 1
-            lesson.streak += 1
-            after_state = "verified" if before == "draft" else before
-            if lesson.streak >= hardened_after:
-                after_state = "hardened"
-            kind = (
-                CONFIRMED
-                if after_state == before
-                else (HARDENED if after_state == "hardened" else VERIFIED)
+        succeeded = payload["outcome"] == "succeeded"
+        reason = (
+            f"{payload.get('playbook')} verified on {trigger or 'its trigger'}"
+            if succeeded
+            else f"{payload.get('playbook')} {payload['outcome']}: {payload.get('reason', '')}"
+        )
+        changes.append(
+            record_judgement(
+                bus,
+                lesson,
+                succeeded,
+                rid,
+                reason,
+                hardened_after,
+                playbook=payload.get("playbook"),
+                trigger=trigger or None,
             )
-            reason = f"{payload.get('playbook')} verified on {trigger or 'its trigger'}"
-        else:
-            lesson.failures += 1
-            lesson.streak = 0
-            after_state = _DEMOTE[before]
-            kind = DEMOTED if after_state != before else FIX_FAILED
-            reason = f"{payload.get('playbook')} {payload['outcome']}: {payload.get('reason', '')}"
-        lesson.state = after_state
-        change = {
-            "lesson_id": lesson.lesson_id,
-            "from": before,
-            "to": after_state,
-            "remediation_id": rid,
-            "playbook": payload.get("playbook"),
-            "successes": lesson.successes,
-            "failures": lesson.failures,
-            "streak": lesson.streak,
-            "reason": reason.strip()[:500],
-        }
-        changes.append({"type": kind, **change})
-        bus.emit(
-            kind,
-            change,
-            source=SOURCE,
-            labels={"lesson": lesson.lesson_id},
-            correlation_id=trigger or None,
         )
         done.add(rid)
     with open_store(paths) as con:
@@ -359,3 +338,54 @@ def run_pass(
         LessonIndex.open(paths, config),
         now=now or datetime.now(UTC),
     )
+
+
+def record_judgement(
+    bus: EventBus,
+    lesson: Lesson,
+    succeeded: bool,
+    rid: str,
+    reason: str,
+    hardened_after: int,
+    *,
+    playbook: Any = None,
+    trigger: str | None = None,
+) -> dict[str, Any]:
+    """Move ``lesson`` one step for a fix that worked (or did not), and record it."""
+    before = lesson.state
+    if succeeded:
+        lesson.successes += 1
+        lesson.streak += 1
+        after_state = "verified" if before == "draft" else before
+        if lesson.streak >= hardened_after:
+            after_state = "hardened"
+        kind = (
+            CONFIRMED
+            if after_state == before
+            else (HARDENED if after_state == "hardened" else VERIFIED)
+        )
+    else:
+        lesson.failures += 1
+        lesson.streak = 0
+        after_state = _DEMOTE[before]
+        kind = DEMOTED if after_state != before else FIX_FAILED
+    lesson.state = after_state
+    change = {
+        "lesson_id": lesson.lesson_id,
+        "from": before,
+        "to": after_state,
+        "remediation_id": rid,
+        "playbook": playbook,
+        "successes": lesson.successes,
+        "failures": lesson.failures,
+        "streak": lesson.streak,
+        "reason": reason.strip()[:500],
+    }
+    bus.emit(
+        kind,
+        change,
+        source=SOURCE,
+        labels={"lesson": lesson.lesson_id},
+        correlation_id=trigger,
+    )
+    return {"type": kind, **change}

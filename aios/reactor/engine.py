@@ -625,6 +625,37 @@ class Reactor:
                 run_lock.path.unlink(missing_ok=True)
                 forget_lock(run_lock.path)
 
+    def revert(
+        self,
+        playbook: Playbook,
+        trigger: Event,
+        rid: str,
+        undos: list[tuple[int, dict[str, Any]]],
+        reason: str,
+    ) -> list[str]:
+        """Undo a finished remediation's actions (``undos``: index and undo record, as its
+        ``action.completed`` events hold them), in reverse; ``remediation.reverted`` says why
+        and what was restored. Irreversible ones are escalated, as in any rollback."""
+        labels = {**trigger.labels, "playbook": playbook.id, "remediation": rid}
+        chain = _Chain(self.bus, trigger, labels, record=self.record)
+        base = {
+            "remediation_id": rid,
+            "playbook": playbook.id,
+            "target": target_key(trigger, playbook),
+            "decided_at": (self.clock() if self.clock else trigger.time).isoformat(),
+        }
+        count = len(playbook.actions)
+        contexts = [self._context(trigger, rid, i) for i in range(count)]
+        executed: list[tuple[int, ActionSpec, dict[str, Any]]] = [
+            (i, playbook.actions[i], undo)
+            for i, undo in sorted(undos, key=lambda u: u[0])
+            if 0 <= i < count
+        ]
+        restored = self._rollback(executed, contexts, chain, base)
+        chain.emit("remediation.reverted", {**base, "reason": reason, "rolled_back": restored})
+        self._refresh()
+        return restored
+
     def _blocked(self, step: _Step) -> Outcome | None:
         """A skip (recorded) if the throttle, the breaker or flapping stops this run now."""
         playbook, trigger = step.playbook, step.trigger

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
+
 from aios.autonomy import AutonomyPolicy, autonomy_of
 from aios.bus import EventBus
 from aios.config import AIOSConfig
@@ -27,7 +29,7 @@ from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest, Approver, PolicyApprover
 from aios.reactor.engine import LessonFix, Outcome, Reactor, ReactorSettings, longest_window
-from aios.reactor.state import REACTOR_TYPES
+from aios.reactor.state import REACTOR_SOURCE, REACTOR_TYPES
 from aios.store import open_store
 from aios.store.consumers import (
     events_after,
@@ -274,3 +276,28 @@ def record_decision(
         raise InputError(f"no event with id {trigger_id} in the log")
     reactor = Reactor(index, bus, settings, PolicyApprover(False, "unused"))
     return reactor.record_decision(found[0][1], request, decision)
+
+
+def revert(
+    bus: EventBus,
+    paths: HomePaths,
+    settings: ReactorSettings,
+    playbook: Playbook,
+    trigger: Event,
+    rid: str,
+    reason: str,
+) -> list[str]:
+    """Undo remediation ``rid`` (finished) with the undo records its actions left in the log;
+    returns what was restored."""
+    with open_store(paths) as con:
+        rows = con.execute(
+            "SELECT payload FROM events WHERE type = 'action.completed' AND source = ? "
+            "AND payload->>'remediation_id' = ? ORDER BY seq",
+            [REACTOR_SOURCE, rid],
+        ).fetchall()
+    undos = []
+    for (raw,) in rows:
+        payload = orjson.loads(raw)
+        undos.append((int(payload.get("index", -1)), dict(payload.get("undo") or {})))
+    reactor = Reactor(PlaybookIndex([playbook]), bus, settings, PolicyApprover(False, "unused"))
+    return reactor.revert(playbook, trigger, rid, undos, reason)
