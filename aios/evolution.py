@@ -124,7 +124,7 @@ def propose(
             continue
         top = max(set(seen), key=lambda s: (seen.count(s), s))
         rule = rule_for(top)
-        key = _key(spec, rule)
+        key = key_for(spec, rule)
         if rule is None or key is None:
             continue  # no rule for this failure, or nowhere to change it
         value = None
@@ -164,7 +164,8 @@ def _next(rule: str, current: Any, settings: Any) -> float | int | None:
     return int(new) if isinstance(current, int) and float(new).is_integer() else new
 
 
-def _key(spec: EvolvedAgent, rule: str | None) -> str | None:
+def key_for(spec: EvolvedAgent, rule: str | None) -> str | None:
+    """Which of the agent's keys the rule changes (None: not configured)."""
     if rule == "timeout":
         return spec.timeout
     if rule == "rate_limit":

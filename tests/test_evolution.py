@@ -116,7 +116,13 @@ def test_a_change_that_makes_things_worse_is_rolled_back_and_the_lesson_learns(
     now = datetime.now(UTC)
     tasks(now - HOUR, 30, 0.1)  # the hour before: 90% success
     timeouts(now)
-    run_pass(home)  # the repeated timeout is a draft lesson
+    [draft] = run_pass(home).created  # the repeated timeout is a draft lesson...
+    assert draft.fix is not None and draft.fix["kind"] == "evolution"  # ...whose fix is the rule
+    assert (draft.fix["agent"], draft.fix["rule"], draft.fix["key"]) == (
+        "writer",
+        "timeout",
+        "timeout_s",
+    )
     at = change_made(home, now)
     assert value(agent) == 60
     tasks(at + timedelta(seconds=1), 30, 0.6)  # after it: 40% success

@@ -18,6 +18,8 @@ STATES = ("draft", "verified", "hardened")
 def _fix(fix: dict[str, Any] | None) -> str:
     if not fix:
         return "none known yet"
+    if fix.get("kind") == "evolution":
+        return f"evolve {fix.get('agent')}: {fix.get('rule')} ({fix.get('key')})"
     return f"{fix.get('playbook')} ({fix.get('risk')} risk)"
 
 

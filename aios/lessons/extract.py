@@ -122,6 +122,8 @@ def extract_lessons(
             fix = _similar_fix(index, pattern, threshold)
         if lesson is None:
             made = _new_lesson(pattern, fix, now)
+            if made.fix is None:  # no playbook known to work: the evolution rule, if any
+                made.fix = evolution_candidate(config, pattern)
             report.created.append(made)
             events.append(_event(CREATED, made, _created_payload(made)))
             continue
@@ -389,3 +391,24 @@ def record_judgement(
         correlation_id=trigger,
     )
     return {"type": kind, **change}
+
+
+def evolution_candidate(config: AIOSConfig, pattern: FailurePattern) -> dict[str, Any] | None:
+    """The change agent evolution would make for this failure (an agent of it is configured
+    and a rule fits), as a lesson's candidate fix; None otherwise."""
+    from aios.evolution import key_for, rule_for
+
+    rule = rule_for(pattern.signature)
+    for agent in sorted(pattern.agents):
+        spec = config.evolution.agents.get(agent)
+        key = key_for(spec, rule) if spec is not None else None
+        if spec is not None and rule is not None and key is not None:
+            return {
+                "kind": "evolution",
+                "agent": agent,
+                "rule": rule,
+                "key": key,
+                "risk": "low" if spec.file else "medium",
+                "evidence": f"the evolution rule for {rule.replace('_', ' ')} (not tried yet)",
+            }
+    return None
