@@ -22,7 +22,8 @@ from tasks.policy import run_context
 
 @flow(name="aios-learner", log_prints=False)
 def learner_flow() -> dict[str, Any]:
-    """Record what changed; returns the effectiveness changes and the lesson pass."""
+    """Record what changed: playbook effectiveness, lessons, autonomy, score weights, and
+    the agents' changes proposed, made (through the approval gate) and judged."""
     report = learn_from_history()
     lessons = extract_lessons()
     autonomy = review_autonomy()
@@ -32,11 +33,14 @@ def learner_flow() -> dict[str, Any]:
     evolution["outcomes"] = (
         remediate(proposed, run_context().config, ui_url=ui_url()) if proposed else []
     )
+    evolution["markdown"] += "".join(
+        f"- {o['playbook']}: {o['status']} ({o.get('reason', '')})\n" for o in evolution["outcomes"]
+    )
     sections = [report, lessons, autonomy, weights, evolution]
     artifacts.markdown(
         "aios-learner-changes",
         "\n".join(section.pop("markdown") for section in sections),
-        "Playbook effectiveness, lessons, autonomy and score weights: what changed.",
+        "Playbook effectiveness, lessons, autonomy, score weights and agent evolution.",
     )
     return {
         **report,

@@ -265,3 +265,32 @@ def test_validator_learner_and_maintenance_flows(ws: Workspace, home: HomePaths)
     assert report["failed_steps"] == []
     assert events_of(home, "type = 'maintenance.completed'")
     assert "aios-maintenance" in artifacts_of(run_id)
+
+
+def test_the_learner_tunes_an_agent_that_keeps_failing(
+    ws: Workspace, home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blocks.aios_settings import forget_cached
+    from flows.learner import learner_flow
+
+    agent_file = ws.root / "writer.json"
+    agent_file.write_text('{"timeout_s": 30}\n')
+    monkeypatch.setenv(
+        "AIOS_EVOLUTION__AGENTS",
+        json.dumps({"writer": {"file": str(agent_file), "timeout": "timeout_s"}}),
+    )
+    forget_cached()
+    for n in range(3):
+        aios.emit(
+            "task.failed",
+            {"error_type": "TimeoutError", "error": f"tool search timed out after {n}s"},
+            labels={"agent": "writer"},
+        )
+    learned, run_id = run_flow(learner_flow)
+    [proposed] = learned["evolution"]["proposed"]
+    assert proposed["agent"] == "writer" and proposed["rule"] == "timeout"
+    assert [o["status"] for o in learned["evolution"]["outcomes"]] == ["unverified"]
+    assert json.loads(agent_file.read_text())["timeout_s"] == 60
+    changes = artifacts_of(run_id)["aios-learner-changes"].data
+    assert "proposed for writer: timeout (timeout_s)" in changes
+    assert "evolve-writer-timeout: unverified" in changes
