@@ -13,6 +13,14 @@ def home_dir() -> Path:
     return Path(value).expanduser().resolve() if value else (Path.home() / ".aios").resolve()
 
 
+def demo_home() -> Path:
+    """Where ``aios demo`` keeps its site: ``AIOS_DEMO_HOME``, else ``~/.aios-demo``.
+
+    The notebooks read it when ``AIOS_HOME`` is not set."""
+    value = os.environ.get("AIOS_DEMO_HOME", "").strip()
+    return Path(value).expanduser().resolve() if value else (Path.home() / ".aios-demo").resolve()
+
+
 @dataclass(frozen=True)
 class HomePaths:
     """The files and directories under one AIOS home."""
