@@ -31,7 +31,7 @@ _SEVERITY_RANK = (
 )
 _RANKED = ("low", "medium", "high", "critical")
 # Measurements and AIOS's bookkeeping: not issues in themselves.
-_NOT_ISSUES = ("host.metrics", "agent.metrics", "system.heartbeat", "score.updated")
+NOT_ISSUES = ("host.metrics", "agent.metrics", "system.heartbeat", "score.updated")
 _OWN = tuple(sorted(OWN_SOURCES))
 _NOT_RUNS = ("denied", "escalated")  # counted beside the runs, not as runs
 MAX_FAILURES_READ = 50_000
@@ -116,7 +116,7 @@ def analyse(
     report.previous = _totals(con, since - window, since)
     report.failure_patterns = failure_patterns(con, since, until)
     report.top_issues = _top_issues(con, since, until)
-    report.playbooks = _playbooks(con, since, until)
+    report.playbooks = playbook_stats(con, since, until)
     report.score = _score(con, preset, until)
     report.low_priority = _low_priority(con, since, until)
     report.findings = _findings(report)
@@ -213,7 +213,7 @@ def _top_issues(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
           AND type NOT IN (SELECT unnest(?::VARCHAR[]))
         GROUP BY 1, 2 ORDER BY 4 DESC, 3 DESC, 1 LIMIT 10
         """,
-        [since, until, list(_OWN), list(_NOT_ISSUES)],
+        [since, until, list(_OWN), list(NOT_ISSUES)],
     ).fetchall()
     return [
         Issue(kind, str(subject), _RANKED[rank - 1], int(count), last, str(eid))
@@ -221,9 +221,11 @@ def _top_issues(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
     ]
 
 
-def _playbooks(
+def playbook_stats(
     con: duckdb.DuckDBPyConnection, since: datetime, until: datetime
 ) -> list[PlaybookStats]:
+    """Remediation outcomes per playbook in ``[since, until)``, most runs first; denials and
+    escalations are counted beside the runs."""
     rows = con.execute(
         """
         SELECT payload->>'playbook', payload->>'outcome', count(*) FROM events
@@ -286,7 +288,7 @@ def _low_priority(
           AND type NOT IN ('task.started', 'task.completed')
         GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 15
         """,
-        [since, until, list(_OWN), list(_NOT_ISSUES)],
+        [since, until, list(_OWN), list(NOT_ISSUES)],
     ).fetchall()
     return {kind: int(count) for kind, count in rows}
 

@@ -1,0 +1,37 @@
+"""What the history says, as pandas frames: scores over time, remediations and MTTR, playbook
+effectiveness, error signatures, approval load, event rates and throughput.
+
+The dashboard and the notebooks both read through here; every function takes a connection
+from ``aios.store.open_store`` (``open_home`` picks the home and opens it).
+"""
+
+from aios.insights.activity import event_rates, recent_events, throughput
+from aios.insights.incidents import (
+    approval_load,
+    lessons,
+    mttr,
+    playbook_effectiveness,
+    remediations,
+    top_signatures,
+    waiting_approvals,
+)
+from aios.insights.scores import GRADE_BANDS, score_components, score_history
+from aios.insights.source import chosen_home, open_home
+
+__all__ = [
+    "GRADE_BANDS",
+    "approval_load",
+    "chosen_home",
+    "event_rates",
+    "lessons",
+    "mttr",
+    "open_home",
+    "playbook_effectiveness",
+    "recent_events",
+    "remediations",
+    "score_components",
+    "score_history",
+    "throughput",
+    "top_signatures",
+    "waiting_approvals",
+]

@@ -1,0 +1,80 @@
+"""What is going on: event rates by priority, task throughput and latency, and the newest
+events for a timeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import duckdb
+import pandas as pd
+
+from aios.loop.analyst import AGENT_OF, NOT_ISSUES
+
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def event_rates(
+    con: duckdb.DuckDBPyConnection, since: datetime | None = None, every: str = "1 hour"
+) -> pd.DataFrame:
+    """Events per ``every`` bucket, a column per priority (``P0`` .. ``P3``) and ``total``."""
+    frame: pd.DataFrame = con.execute(
+        """
+        SELECT time_bucket(?::INTERVAL, time) AS bucket,
+               count(*) FILTER (WHERE priority = 'P0') AS "P0",
+               count(*) FILTER (WHERE priority = 'P1') AS "P1",
+               count(*) FILTER (WHERE priority = 'P2') AS "P2",
+               count(*) FILTER (WHERE priority = 'P3') AS "P3",
+               count(*) AS total
+        FROM events WHERE time >= ? GROUP BY 1 ORDER BY 1
+        """,
+        [every, since or _FAR_PAST],
+    ).df()
+    return frame
+
+
+def throughput(
+    con: duckdb.DuckDBPyConnection, since: datetime | None = None, every: str = "1 hour"
+) -> pd.DataFrame:
+    """The agents' tasks per bucket: ``completed``, ``failed``, ``success_rate`` and the
+    median and p95 latency in ms (from ``latency_ms``); AIOS's own flows are left out."""
+    frame: pd.DataFrame = con.execute(
+        f"""
+        SELECT time_bucket(?::INTERVAL, time) AS bucket,
+               count(*) FILTER (WHERE type = 'task.completed') AS completed,
+               count(*) FILTER (WHERE type = 'task.failed') AS failed,
+               count(*) FILTER (WHERE type = 'task.completed') / count(*) AS success_rate,
+               median(TRY_CAST(payload->>'latency_ms' AS DOUBLE)) AS latency_p50_ms,
+               quantile_cont(TRY_CAST(payload->>'latency_ms' AS DOUBLE), 0.95)
+                   AS latency_p95_ms
+        FROM events
+        WHERE type IN ('task.completed', 'task.failed') AND time >= ?
+          AND {AGENT_OF} NOT LIKE 'aios.%'
+        GROUP BY 1 ORDER BY 1
+        """,
+        [every, since or _FAR_PAST],
+    ).df()
+    return frame
+
+
+def recent_events(
+    con: duckdb.DuckDBPyConnection,
+    limit: int = 50,
+    *,
+    after_seq: int = 0,
+    include_measurements: bool = False,
+) -> pd.DataFrame:
+    """The newest events after ``after_seq``, newest first: ``seq``, ``id``, ``time``,
+    ``type``, ``source``, ``severity``, ``priority``, ``subject``. Periodic measurements
+    (host and agent metrics, heartbeats, score updates) are left out unless asked for."""
+    frame: pd.DataFrame = con.execute(
+        """
+        SELECT seq, id::VARCHAR AS id, time, type, source, severity, priority,
+               coalesce(labels->>'agent', labels->>'playbook', labels->>'deployment',
+                        payload->>'resource', labels->>'host', source) AS subject
+        FROM events
+        WHERE seq > ? AND (? OR type NOT IN (SELECT unnest(?::VARCHAR[])))
+        ORDER BY seq DESC LIMIT ?
+        """,
+        [after_seq, include_measurements, list(NOT_ISSUES), limit],
+    ).df()
+    return frame
