@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench lint clean browser
+.PHONY: setup run test bench lint clean browser dashboard-assets
 
 $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "" 2>/dev/null; then rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
@@ -26,6 +26,19 @@ test: setup browser lint
 browser:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium; }
+
+# The dashboard's browser assets, refreshed from the npm registry (the versions in
+# aios/dashboard/package-lock.json); they are shipped, so running AIOS needs neither npm nor
+# the internet.
+ASSETS := build/dashboard-assets
+VENDOR := aios/dashboard/static/vendor
+dashboard-assets:
+	rm -rf $(ASSETS) && mkdir -p $(ASSETS)
+	cp aios/dashboard/package.json aios/dashboard/package-lock.json $(ASSETS)/
+	cd $(ASSETS) && npm ci --ignore-scripts --no-audit --no-fund
+	cp $(ASSETS)/node_modules/uplot/dist/uPlot.iife.min.js $(ASSETS)/node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	cp $(ASSETS)/node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE
+	cd $(VENDOR) && sha256sum uPlot.iife.min.js uPlot.min.css uPlot.LICENSE > SHA256SUMS
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -231,6 +231,14 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = Field(default=5 * 2**20, ge=1024, description="Larger bodies: 413.")
 
 
+class DashboardSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Whether aios up serves the dashboard.")
+    host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Its port; 0 takes a free one.")
+
+
 _FOREVER = ("off", "never", "forever", "none")
 
 
@@ -415,6 +423,7 @@ class AIOSConfig(BaseSettings):
     score: ScoreSettings = Field(default_factory=ScoreSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     orchestration: OrchestrationSettings = Field(default_factory=OrchestrationSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
@@ -580,6 +589,12 @@ gpu = { raise = 90, clear = 80 }
 host = "127.0.0.1"
 port = 8766
 # token = "..."            # default: the one in $AIOS_HOME/ingest.token
+
+[dashboard]
+# The read-only web dashboard that aios up serves (also: aios dashboard).
+enabled = true
+host = "127.0.0.1"
+port = 8765                 # 0 takes a free port
 
 [maintenance]
 # Event-log segments whose newest event is older than this are removed once the store has

@@ -1,7 +1,7 @@
 """``aios up``: a local Prefect server (unless PREFECT_API_URL names one), a Chroma server for
 lessons and memories (unless AIOS_CHROMA_URL names one, or the JSON backend is chosen), every
-deployment served on its schedule, and the event watcher that starts the reactor for urgent
-events.
+deployment served on its schedule, the event watcher that starts the reactor for urgent
+events, and the dashboard.
 
 One ``aios up`` per ``AIOS_HOME`` (a lock; the second says where the first is). Ctrl-C or
 SIGTERM stops the runner and the watcher first, then the servers.
@@ -24,6 +24,7 @@ import orjson
 from rich.console import Console
 
 from aios.atomic import write_atomic
+from aios.dashboard.server import DashboardServer
 from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
 from aios.locking import file_lock
@@ -202,11 +203,14 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     watcher = EventWatcher(default_bus(), paths, config, start_reactor, api=api)
     watcher.start()
     watcher.ready.wait(60)
+    dashboard = _dashboard(paths, config, endpoints, console)
 
     def announce() -> None:
         console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
         console.print(f"  AIOS_HOME:  {paths.root}")
+        if dashboard is not None:
+            console.print(f"  Dashboard:  [bold]{dashboard.url}[/]")
         chroma_url = os.environ.get("AIOS_CHROMA_URL")
         if chroma_url:
             console.print(f"  Chroma:     {chroma_url}")
@@ -222,10 +226,36 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
     finally:
         watcher.stop()
         watcher.join(10)
+        if dashboard is not None:
+            dashboard.stop()
         api.close()
         watching.release()
-        console.print("runner and event watcher stopped")
+        console.print("runner, event watcher and dashboard stopped")
     return 0
+
+
+def _dashboard(
+    paths: HomePaths, config: Any, endpoints: Endpoints, console: Console
+) -> DashboardServer | None:
+    """The dashboard in a thread, its address added to up.json; a port in use is reported
+    and AIOS runs on without it."""
+    if not config.dashboard.enabled:
+        return None
+    try:
+        dashboard = DashboardServer(
+            paths,
+            host=config.dashboard.host,
+            port=config.dashboard.port,
+            preset=config.score.preset,
+            ui_url=lambda: endpoints.ui_url,
+        )
+    except InputError as exc:
+        console.print(f"[yellow]no dashboard:[/] {exc}")
+        return None
+    dashboard.start()
+    info = read_up(paths) or {}
+    write_atomic(up_file(paths), orjson.dumps({**info, "dashboard_url": dashboard.url}))
+    return dashboard
 
 
 def _log_to_stderr() -> None:

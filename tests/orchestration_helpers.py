@@ -142,6 +142,7 @@ def aios_env(
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIOS_", "PREFECT_"))}
     env.update(AIOS_HOME=str(home.root), NO_COLOR="1", COLUMNS="200")
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    env["AIOS_DASHBOARD__PORT"] = "0"  # tests run side by side: each dashboard on a free port
     if api_url:
         env["PREFECT_API_URL"] = api_url
     env.update(extra or {})
@@ -175,6 +176,7 @@ class Up:
     output: list[str] = field(default_factory=list)
     ui_url: str = ""
     api_url: str = ""
+    dashboard_url: str | None = None
 
     def text(self) -> str:
         return "".join(self.output)
@@ -225,6 +227,7 @@ def aios_up(
             raise AssertionError(f"aios up did not come up:\n{up.text()}")
         info = json.loads((home.root / "up.json").read_text())
         up.api_url = info["api_url"]
+        up.dashboard_url = info.get("dashboard_url")
         yield up
     finally:
         if process.poll() is None:

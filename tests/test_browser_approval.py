@@ -17,6 +17,7 @@ import pytest
 from aios.bus import EventBus
 from aios.home import HomePaths
 from aios.log import EventLog
+from tests.browser import CHROMIUM, chromium
 from tests.orchestration_helpers import (
     Up,
     Workspace,
@@ -29,17 +30,6 @@ from tests.orchestration_helpers import (
 )
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
-# As the machine's notes say: no background networking (the network is closed), fresh profile.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @dataclass
@@ -71,12 +61,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def browser(site: Site) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as opened:
+        yield opened
 
 
 def answer_in_the_ui(

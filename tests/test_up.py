@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -385,14 +386,38 @@ def test_ctrl_c_stops_it_cleanly(prefect_server: str, tmp_path: Path) -> None:
         chroma_port = int(
             json.loads((home.root / "up.json").read_text())["chroma_url"].rsplit(":", 1)[1]
         )
+        assert up.dashboard_url is not None
+        dashboard_port = int(up.dashboard_url.rsplit(":", 1)[1])
         code = up.stop(signal.SIGINT)
     assert code == 0
-    assert "runner and event watcher stopped" in up.text()
+    assert "runner, event watcher and dashboard stopped" in up.text()
     assert not (home.root / "up.json").exists()
     assert port_free(chroma_port), "the Chroma server stopped with it"
-    # The lock is free again: a new one starts.
-    with aios_up(home, api_url=prefect_server) as again:
-        assert again.stop(signal.SIGTERM) == 0
+    assert port_free(dashboard_port), "the dashboard stopped with it"
+    # The lock is free again: a new one starts, and runs on when the dashboard's port is taken.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with aios_up(home, api_url=prefect_server, extra={"AIOS_DASHBOARD__PORT": port}) as again:
+            assert f"the dashboard's port {port} on 127.0.0.1 is in use" in again.text()
+            assert again.dashboard_url is None
+            assert again.stop(signal.SIGTERM) == 0
+
+
+def test_it_serves_the_dashboard_of_its_home(served: Served) -> None:
+    assert served.up.dashboard_url is not None
+    assert f"Dashboard:  {served.up.dashboard_url}" in served.up.text()
+    event = served.bus.emit("queue.backlog", {"depth": 9}, severity="medium")
+
+    def shown() -> bool:
+        page = httpx.get(f"{served.up.dashboard_url}/api/pages/overview", timeout=10).json()
+        return str(event.id) in {row["id"] for row in (page["data"] or {}).get("timeline", [])}
+
+    wait_for(shown, 30, "the new event on the dashboard's overview")
+    approvals = httpx.get(f"{served.up.dashboard_url}/api/pages/approvals", timeout=10).json()
+    assert approvals["data"]["ui_url"] == served.up.ui_url
+    assert approvals["home"] == str(served.home.root)
 
 
 def test_a_bad_server_address_is_a_clear_error(tmp_path: Path) -> None:

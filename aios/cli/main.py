@@ -17,6 +17,7 @@ from rich.markup import escape
 from aios import __version__
 from aios.cli import (
     approvals_cmd,
+    dashboard_cmd,
     doctor_cmd,
     events_cmd,
     lessons_cmd,
@@ -51,6 +52,7 @@ app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)
 app.command("watch")(orchestration_cmd.watch)
 app.command("evolve")(orchestration_cmd.evolve)
+app.command("dashboard")(dashboard_cmd.dashboard)
 
 
 def _version(value: bool) -> None:

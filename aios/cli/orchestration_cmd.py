@@ -29,12 +29,14 @@ FLOW_NAMES = (
 
 
 def up() -> None:
-    """Run AIOS: Prefect server, every deployment on its schedule, the event watcher.
+    """Run AIOS: Prefect server, every deployment on its schedule, the event watcher, the
+    dashboard.
 
     A local Prefect server starts unless PREFECT_API_URL names one (its port from
     PREFECT_SERVER_API_PORT, default 4200), and a Chroma server for lessons unless
-    AIOS_CHROMA_URL names one; urgent events start the reactor at once. Prints the Prefect UI
-    address. Ctrl-C stops the runner, then the servers.
+    AIOS_CHROMA_URL names one; urgent events start the reactor at once. The dashboard listens
+    on [dashboard] host and port (default http://127.0.0.1:8765). Prints both addresses.
+    Ctrl-C stops the runner and the dashboard, then the servers.
     """
     from deployments.up import up as run_up
 

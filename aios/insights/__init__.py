@@ -5,7 +5,7 @@ The dashboard and the notebooks both read through here; every function takes a c
 from ``aios.store.open_store`` (``open_home`` picks the home and opens it).
 """
 
-from aios.insights.activity import event_rates, recent_events, throughput
+from aios.insights.activity import event_rates, recent_events, recent_tasks, throughput
 from aios.insights.incidents import (
     approval_load,
     lessons,
@@ -17,6 +17,7 @@ from aios.insights.incidents import (
 )
 from aios.insights.scores import GRADE_BANDS, score_components, score_history
 from aios.insights.source import chosen_home, open_home
+from aios.insights.suggestions import suggestions
 
 __all__ = [
     "GRADE_BANDS",
@@ -28,9 +29,11 @@ __all__ = [
     "open_home",
     "playbook_effectiveness",
     "recent_events",
+    "recent_tasks",
     "remediations",
     "score_components",
     "score_history",
+    "suggestions",
     "throughput",
     "top_signatures",
     "waiting_approvals",

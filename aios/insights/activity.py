@@ -11,6 +11,7 @@ import pandas as pd
 from aios.loop.analyst import AGENT_OF, NOT_ISSUES
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+ROUTINE = ("task.started", "task.completed")
 
 
 def event_rates(
@@ -61,11 +62,12 @@ def recent_events(
     limit: int = 50,
     *,
     after_seq: int = 0,
-    include_measurements: bool = False,
+    everything: bool = False,
 ) -> pd.DataFrame:
     """The newest events after ``after_seq``, newest first: ``seq``, ``id``, ``time``,
     ``type``, ``source``, ``severity``, ``priority``, ``subject``. Periodic measurements
-    (host and agent metrics, heartbeats, score updates) are left out unless asked for."""
+    (host and agent metrics, heartbeats, score updates) and routine task starts and
+    completions are left out unless ``everything``."""
     frame: pd.DataFrame = con.execute(
         """
         SELECT seq, id::VARCHAR AS id, time, type, source, severity, priority,
@@ -75,6 +77,24 @@ def recent_events(
         WHERE seq > ? AND (? OR type NOT IN (SELECT unnest(?::VARCHAR[])))
         ORDER BY seq DESC LIMIT ?
         """,
-        [after_seq, include_measurements, list(NOT_ISSUES), limit],
+        [after_seq, everything, [*NOT_ISSUES, *ROUTINE], limit],
+    ).df()
+    return frame
+
+
+def recent_tasks(con: duckdb.DuckDBPyConnection, limit: int = 30) -> pd.DataFrame:
+    """The agents' newest finished tasks: ``time``, ``agent``, ``task``, ``outcome``
+    (completed or failed), ``latency_ms``, ``error``."""
+    frame: pd.DataFrame = con.execute(
+        f"""
+        SELECT time, {AGENT_OF} AS agent, payload->>'task' AS task,
+               split_part(type, '.', 2) AS outcome,
+               TRY_CAST(payload->>'latency_ms' AS DOUBLE) AS latency_ms,
+               payload->>'error' AS error
+        FROM events
+        WHERE type IN ('task.completed', 'task.failed') AND {AGENT_OF} NOT LIKE 'aios.%'
+        ORDER BY seq DESC LIMIT ?
+        """,
+        [limit],
     ).df()
     return frame

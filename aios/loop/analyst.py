@@ -115,7 +115,7 @@ def analyse(
     report.totals = _totals(con, since, until)
     report.previous = _totals(con, since - window, since)
     report.failure_patterns = failure_patterns(con, since, until)
-    report.top_issues = _top_issues(con, since, until)
+    report.top_issues = top_issues(con, since, until)
     report.playbooks = playbook_stats(con, since, until)
     report.score = _score(con, preset, until)
     report.low_priority = _low_priority(con, since, until)
@@ -202,7 +202,9 @@ def failure_patterns(
     return ordered if limit is None else ordered[:limit]
 
 
-def _top_issues(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[Issue]:
+def top_issues(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) -> list[Issue]:
+    """The ten most frequent medium-or-worse events in ``[since, until)`` by type and subject
+    (measurements and AIOS's own bookkeeping left out)."""
     rows = con.execute(
         f"""
         SELECT type, {SUBJECT_OF} AS subject, max({_SEVERITY_RANK}), count(*), max(time),

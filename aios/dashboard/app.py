@@ -1,0 +1,113 @@
+"""The dashboard's HTTP side (FastAPI): the page, its shipped assets, each page's data as
+JSON, and a WebSocket that pushes a page's data whenever the log changes.
+
+Read-only: every route is a GET or the WebSocket, which only listens for which page to send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from aios import __version__
+from aios.dashboard.live import LiveData
+from aios.dashboard.pages import PAGES
+
+STATIC = Path(str(files("aios.dashboard") / "static"))
+PUSH_TIMEOUT_S = 20.0  # a connection hears from the server at least this often
+
+
+def _json(data: Any) -> Response:
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+def create_app(live: LiveData) -> FastAPI:
+    app = FastAPI(
+        title="AIOS dashboard",
+        version=__version__,
+        description="Read-only views of one AIOS home.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/pages/{name}")
+    def page(name: str) -> Response:
+        """One page's data; ``version`` grows whenever the data was rebuilt."""
+        if name not in PAGES:
+            raise HTTPException(404, f"no page {name!r}; pages: {', '.join(PAGES)}")
+        return _json(live.page(name))
+
+    @app.get("/api/health")
+    def health() -> Response:
+        snapshot = live.snapshot
+        return _json(
+            {
+                "ok": snapshot.error is None,
+                "version": snapshot.version,
+                "built": snapshot.built,
+                "error": snapshot.error,
+            }
+        )
+
+    @app.websocket("/ws")
+    async def updates(socket: WebSocket) -> None:
+        """``?page=NAME``; send ``{"page": NAME}`` to switch. The page's data comes at once and
+        after every change."""
+        await socket.accept()
+        name = socket.query_params.get("page", "overview")
+        choices: asyncio.Queue[str | None] = asyncio.Queue()
+        reader = asyncio.create_task(_read_choices(socket, choices))
+        version = -1
+        try:
+            while True:
+                if name not in PAGES:
+                    await socket.close(code=4404, reason=f"no page {name!r}")
+                    return
+                if version != live.snapshot.version:
+                    message = live.page(name)
+                    version = message["version"]
+                    await socket.send_text(orjson.dumps(message).decode())
+                choice = asyncio.ensure_future(choices.get())
+                change = asyncio.ensure_future(live.changed(version, PUSH_TIMEOUT_S))
+                done, pending = await asyncio.wait(
+                    {choice, change}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in pending:
+                    task.cancel()
+                if choice in done:
+                    wanted = choice.result()
+                    if wanted is None:
+                        return  # the browser went away
+                    name, version = wanted, -1
+        except (WebSocketDisconnect, RuntimeError):
+            return  # closed while sending
+        finally:
+            reader.cancel()
+
+    return app
+
+
+async def _read_choices(socket: WebSocket, choices: asyncio.Queue[str | None]) -> None:
+    """Put each page the browser asks for on ``choices``; None once it has gone."""
+    try:
+        while True:
+            text = await socket.receive_text()
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                wanted = orjson.loads(text).get("page")
+                if isinstance(wanted, str):
+                    await choices.put(wanted)
+    except (WebSocketDisconnect, RuntimeError):
+        await choices.put(None)
