@@ -1,6 +1,8 @@
 """Keeping the dashboard's data current: a thread follows the event log and rebuilds every
-page when it grows (at most once per ``min_rebuild_s``, and at least every ``max_age_s`` so
-time windows move on), then wakes the WebSocket connections waiting for a change.
+page when it grows (at most once per ``min_rebuild_s``, and never sooner than four times the
+last rebuild took, so the store's lock stays free most of the time; at least every
+``max_age_s`` so time windows move on), then wakes the WebSocket connections waiting for a
+change.
 
 Pages are built in one ``open_store`` block and served from memory, so any number of open
 browsers costs the store nothing more.
@@ -63,6 +65,7 @@ class LiveData:
         self._thread: threading.Thread | None = None
         self._seen: tuple[Any, ...] | None = None
         self._built_at = 0.0
+        self._cost = 0.0  # seconds the last rebuild took
 
     def start(self) -> None:
         self.refresh()
@@ -98,7 +101,8 @@ class LiveData:
                     if now_cursor != cursor:
                         cursor, pending = now_cursor, True
                 age = time.monotonic() - self._built_at
-                if (pending and age >= self.min_rebuild_s) or age >= self.max_age_s:
+                pause = max(self.min_rebuild_s, 4 * self._cost)
+                if (pending and age >= pause) or age >= self.max_age_s:
                     pending = False
                     self.refresh()
             except Exception:  # the dashboard must outlive a bad moment of the log or store
@@ -121,6 +125,7 @@ class LiveData:
             except (AIOSError, OSError, RuntimeError) as exc:
                 error = f"could not read {self.paths.duckdb}: {exc}"
                 logger.warning("dashboard: %s", error)
+        self._cost = time.monotonic() - self._built_at
         with self._lock:
             previous = self.snapshot
             self.snapshot = Snapshot(

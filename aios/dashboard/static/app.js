@@ -78,7 +78,7 @@ function chart(id, data, seriesSpec, opts = {}) {
       width, height: opts.height || 220,
       scales: opts.range ? { y: { range: opts.range } } : {},
       series: [{}, ...seriesSpec.map((s) => ({ label: s.label, stroke: s.colour, width: 2,
-        fill: s.fill, spanGaps: true, value: (u, v) => (v === null ? "–" : v.toFixed(s.digits ?? 2)) }))],
+        fill: s.fill, spanGaps: false, value: (u, v) => (v === null ? "–" : v.toFixed(s.digits ?? 2)) }))],
       axes: [{}, { size: 50 }],
       plugins: opts.bands ? [bandsPlugin(opts.bands)] : [],
     }, columns, holder);
