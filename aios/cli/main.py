@@ -18,6 +18,7 @@ from aios import __version__
 from aios.cli import (
     approvals_cmd,
     dashboard_cmd,
+    demo_cmd,
     doctor_cmd,
     events_cmd,
     lessons_cmd,
@@ -52,6 +53,7 @@ app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)
 app.command("watch")(orchestration_cmd.watch)
 app.command("evolve")(orchestration_cmd.evolve)
+app.command("demo")(demo_cmd.demo)
 app.command("dashboard")(dashboard_cmd.dashboard)
 
 
