@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,12 +120,3 @@ class Children:
         if last is not None:
             self.stop(last, signal.SIGINT, last_timeout_s)
         self._stop.set()
-
-    def wait_any_exit(self, child: Child, seconds: float) -> bool:
-        """Wait up to ``seconds`` for ``child`` to exit; True if it did."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if child.process.poll() is not None:
-                return True
-            time.sleep(0.2)
-        return child.process.poll() is not None

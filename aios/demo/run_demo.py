@@ -24,7 +24,6 @@ from aios.demo.demo_home import prepare
 from aios.demo.embedded_up import (
     PREFERRED_PORT,
     Endpoints,
-    UpError,
     choose_port,
     port_free,
 )
@@ -32,7 +31,7 @@ from aios.demo.evidence import Row, summary_rows
 from aios.demo.playbooks import write_playbooks
 from aios.demo.progress_view import StageView
 from aios.demo.scenario import STAGES, Scenario
-from aios.errors import InputError
+from aios.errors import AIOSError, InputError
 from aios.prefect_api import read_up
 
 INTERRUPTED = 130
@@ -68,7 +67,7 @@ def run_demo(home: Path, *, keep_running: bool, as_json: bool, console: Console)
         failure: str | None = None
         try:
             scenario.play()
-        except UpError as exc:
+        except AIOSError as exc:  # aios up gone, the Prefect API failing: said, then summed up
             failure = str(exc)
             view.missed(failure)
         finally:
