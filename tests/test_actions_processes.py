@@ -218,6 +218,20 @@ def test_idle_agents_kills_the_idle_agent_only(spawn: Spawner, ctx: ActionContex
     assert bystander.alive(), "an idle process that is not an agent was killed"
 
 
+def test_named_agent_patterns_choose_by_their_glob(
+    spawn: Spawner, ctx: ActionContext, uid: str
+) -> None:
+    """``[agents] patterns`` as the README writes them: ``name=glob``."""
+    idle = spawn(IDLE, "idle")
+    bystander = spawn(IDLE, "idle", agent=False)
+    named = dataclasses.replace(ctx, agent_patterns=(f"tester=*aios-test-agent-{uid}*",))
+
+    undo = idle_agent_kill().execute(named)
+
+    assert pids_of(undo["killed"]) == [idle.pid]
+    assert bystander.alive()
+
+
 def test_plan_lists_the_idle_agent_and_kills_nothing(spawn: Spawner, ctx: ActionContext) -> None:
     idle = spawn(IDLE, "idle")
     busy = spawn(BUSY, "busy")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from aios.observe.agents import parse_patterns
+
 # Command lines of processes that are never targets (globs over the joined command line).
 BUILTIN_PROTECTED = (
     "*prefect server*",
@@ -97,6 +99,8 @@ def select(
 ) -> list[Chosen]:
     """The processes ``selector`` picks, never a protected one, most memory first."""
     protected = BUILTIN_PROTECTED + protected_patterns
+    # [agents] patterns may name their agent (``writer=*writer_agent.py*``): match the glob.
+    agent_patterns = tuple(glob for _, glob in parse_patterns(list(agent_patterns)))
     own = _own_pids()
     now = time.time()
     candidates: list[tuple[psutil.Process, str, str, str, float, float, bool]] = []
