@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test bench lint clean browser dashboard-assets
+.PHONY: setup run demo test bench lint clean browser dashboard-assets
 
 $(STAMP): pyproject.toml
 	@if ! $(BIN)/python -c "" 2>/dev/null; then rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
@@ -18,6 +18,9 @@ setup: $(STAMP)
 
 run: setup
 	$(BIN)/aios up
+
+demo: setup
+	$(BIN)/aios demo
 
 test: setup browser lint
 	$(BIN)/python -m pytest
