@@ -44,8 +44,8 @@ function when(iso) {
 }
 function grade(name) { return el("span", { class: `grade ${name || "none"}` }, name || "no data"); }
 
-function table(id, columns, rows, rowAttrs) {
-  if (!rows || rows.length === 0) return el("div", { id }, empty("nothing yet"));
+function table(id, columns, rows, rowAttrs, none = "nothing yet") {
+  if (!rows || rows.length === 0) return el("div", { id }, empty(none));
   const head = el("tr", {}, columns.map(([label]) => el("th", {}, label)));
   const body = rows.map((row) => el("tr", rowAttrs ? rowAttrs(row) : {},
     columns.map(([, cell]) => { const v = cell(row); return el("td", {}, v instanceof Node ? v : v ?? "–"); })));
@@ -170,9 +170,10 @@ function renderPerformance(d) {
 function renderApprovals(d) {
   const waiting = table("approvals-table", [["since", (r) => when(r.since)], ["playbook", (r) => r.playbook], ["risk", (r) => r.risk],
     ["deadline", (r) => when(r.deadline)],
-    ["flow run", (r) => (r.link ? el("a", { href: r.link, target: "_blank", rel: "noopener" }, "open in Prefect UI") : r.flow_run_id)]], d.waiting);
+    ["flow run", (r) => (r.link ? el("a", { href: r.link, target: "_blank", rel: "noopener" }, "open in Prefect UI") : r.flow_run_id)]],
+    d.waiting, null, "nothing is waiting for a person");
   const recent = table("decisions-table", [["asked", (r) => when(r.requested)], ["playbook", (r) => r.playbook], ["risk", (r) => r.risk],
-    ["decision", (r) => r.decision], ["by", (r) => r.approver]], d.recent);
+    ["decision", (r) => r.decision], ["by", (r) => r.approver]], d.recent, null, "no decisions in the last 7 days");
   const where = d.ui_url ? el("p", { class: "sub" }, "Approve or reject in the Prefect UI (", el("a", { href: d.ui_url, target: "_blank", rel: "noopener" }, d.ui_url), ") or with aios approvals approve RUN.")
     : el("p", { class: "sub" }, "No Prefect UI address known: start aios up. At a terminal: aios approvals list.");
   return [card("w12", "Waiting for approval", where, waiting), card("w12", "Recent decisions", recent)];
