@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from aios.errors import InputError
 from aios.home import HomePaths
 from tests.browser import chromium
 from tests.history import History, generate
+from tests.orchestration_helpers import wait_for
 
 UI_URL = "http://127.0.0.1:4200"
 STATIC = Path(__file__).parents[1] / "aios" / "dashboard" / "static"
@@ -58,6 +60,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     server = DashboardServer(home, port=0, ui_url=lambda: UI_URL)
     server.live.min_rebuild_s = 0.2
     server.start()
+    wait_for(lambda: server.live.snapshot.built, 60, "the dashboard's first build")
     yield Site(home, history, server)
     server.stop()
     runtime.reset()
@@ -98,7 +101,8 @@ def test_it_is_read_only_and_names_unknown_pages(site: Site) -> None:
 
 
 def test_assets_are_shipped_and_match_their_npm_release() -> None:
-    """No CDN: the page loads only its own assets, which are the npm release's files."""
+    """No CDN: the page loads only its own assets; the shipped files are those recorded for
+    the version the lock pins (``make dashboard-assets`` takes both from the npm registry)."""
     html = (STATIC / "index.html").read_text()
     assert "http://" not in html and "https://" not in html and "//cdn" not in html
     lock = json.loads((STATIC.parent / "package-lock.json").read_text())
@@ -200,4 +204,122 @@ def test_polling_takes_over_when_the_websocket_is_blocked(browser: Any, site: Si
     _new_event_appears(page, "medium")
     assert page.get_attribute("#status", "data-transport") == "polling"
     assert page.errors == []
+    page.close()
+
+
+# ---- hostile and broken input ----------------------------------------------------------
+
+
+def _next_version(site: Site, after: int) -> dict[str, Any]:
+    def newer() -> dict[str, Any] | None:
+        page = site.get("/api/pages/overview").json()
+        return page if page["version"] > after else None
+
+    found: dict[str, Any] = wait_for(newer, 30, "a rebuild of the dashboard")
+    return found
+
+
+def test_events_of_the_wrong_shape_from_other_programs_break_nothing(site: Site) -> None:
+    before = site.server.live.snapshot.version
+    bus = aios.bus()
+    bus.emit("analysis.reported", {"findings": [1, "two", None]}, source="evil")
+    bus.emit("analysis.reported", {"findings": "not a list"}, source="aios.analyst")
+    bus.emit("agent.metrics", {"cpu_percent": "lots", "processes": []}, source="exporter")
+    bus.emit("score.weights_suggested", {"suggested": {"uptime": 1.0}}, source="evil")
+    marker = bus.emit("queue.backlog", {"depth": 1}, severity="high", labels={"host": "w9"})
+    page = _next_version(site, before)
+    assert str(marker.id) in {row["id"] for row in page["data"]["timeline"]}
+    assert site.get("/api/health").json() == {
+        "ok": True,
+        "version": site.server.live.snapshot.version,
+        "built": site.server.live.snapshot.built,
+        "error": None,
+    }
+    evolution = site.get("/api/pages/evolution").json()["data"]
+    assert not [s for s in evolution["suggestions"] if "uptime" in s["text"]]
+
+
+def test_other_sites_and_other_host_names_are_refused(site: Site) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    url = site.server.url.replace("http://", "ws://") + "/ws?page=approvals"
+    with connect(url, origin=site.server.url) as ws:  # type: ignore[arg-type]
+        assert json.loads(ws.recv(timeout=10))["page"] == "approvals"
+    with pytest.raises(InvalidStatus, match="403"):  # the handshake itself is refused
+        connect(url, origin="http://evil.example").close()  # type: ignore[arg-type]
+    # DNS rebinding: a name the attacker controls, resolving to 127.0.0.1.
+    rebound = httpx.get(
+        f"{site.server.url}/api/pages/approvals", headers={"Host": "evil.example"}, timeout=10
+    )
+    assert rebound.status_code == 400
+    port = site.server.port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(
+            b"GET /ws?page=approvals HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert raw.recv(200).split(b"\r\n", 1)[0].endswith(b"400 Bad Request")
+
+
+def test_an_approval_past_its_deadline_is_not_counted_as_waiting(site: Site) -> None:
+    before = site.server.live.snapshot.version
+    aios.bus().emit(
+        "approval.waiting",
+        {
+            "remediation_id": "rem-gone",
+            "playbook": "restart_worker",
+            "risk": "medium",
+            "flow_run_id": "run-gone",
+            "deadline": "2026-01-01T00:00:00+00:00",
+        },
+        source="aios.approvals",
+    )
+    overview = _next_version(site, before)["data"]
+    approvals = site.get("/api/pages/approvals").json()["data"]
+    overdue = {w["remediation_id"]: w["overdue"] for w in approvals["waiting"]}
+    assert overdue == {"rem-wait": False, "rem-gone": True}
+    assert overview["counts"]["waiting_approvals"] == 1
+
+
+def test_a_bad_port_or_a_missing_home_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.conftest import run_aios
+
+    bad = run_aios("dashboard", "--port", "99999", home=HomePaths(tmp_path))
+    assert bad.returncode == 2 and "--port" in bad.stderr and "65535" in bad.stderr
+    empty = tmp_path / "just-a-directory"
+    empty.mkdir()
+    missing = run_aios("dashboard", home=HomePaths(empty))
+    assert missing.returncode == 2 and "no AIOS home" in missing.stderr
+    assert list(empty.iterdir()) == [], "nothing may be written into it"
+
+
+@pytest.mark.slow
+def test_markup_in_events_is_shown_as_text(browser: Any, site: Site) -> None:
+    page = _open(browser, site, "overview")
+    hostile = '<img src=x onerror="window.__owned=1">'
+    event = aios.bus().emit(
+        "queue.backlog", {"depth": 2}, severity="high", source=hostile, labels={"agent": hostile}
+    )
+    row = page.wait_for_selector(f'#timeline tr[data-event-id="{event.id}"]', timeout=20_000)
+    assert hostile in row.inner_text()
+    assert page.locator("#timeline img").count() == 0
+    assert page.evaluate("window.__owned") is None
+    page.close()
+
+
+@pytest.mark.slow
+def test_an_update_keeps_the_readers_place(browser: Any, site: Site) -> None:
+    page = browser.new_page(viewport={"width": 1300, "height": 500})
+    page.goto(f"{site.server.url}/#performance")
+    page.wait_for_selector("main[data-page=performance] #mttr-chart canvas")
+    page.evaluate("window.scrollTo(0, 400)")
+    version = page.get_attribute("main", "data-version")
+    aios.bus().emit("queue.backlog", {"depth": 3}, severity="medium")
+    page.wait_for_function(
+        f"document.querySelector('main').dataset.version !== '{version}'", timeout=20_000
+    )
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.scrollY") == 400
     page.close()

@@ -55,10 +55,11 @@ def agent_views(
     metrics: dict[str, dict[str, Any]] = {}
     for agent, payload in con.execute(
         "SELECT labels->>'agent', arg_max(payload, seq) FROM events "
-        "WHERE type = 'agent.metrics' AND time >= ? GROUP BY 1",
+        "WHERE type = 'agent.metrics' AND labels->>'agent' IS NOT NULL AND time >= ? GROUP BY 1",
         [now - window],
     ).fetchall():
-        metrics[agent] = orjson.loads(payload)
+        loaded = orjson.loads(payload)
+        metrics[agent] = loaded if isinstance(loaded, dict) else {}
     views = []
     for agent in sorted(set(states) | set(tasks) | set(metrics)):
         state, since = states.get(agent, ("idle", None))

@@ -14,7 +14,9 @@ from aios.errors import InputError
 def dashboard(
     port: Annotated[
         int | None,
-        typer.Option(help="Port (default: [dashboard] port, 8765; 0 takes a free one)."),
+        typer.Option(
+            min=0, max=65535, help="Port (default: [dashboard] port, 8765; 0 takes a free one)."
+        ),
     ] = None,
     host: Annotated[
         str | None, typer.Option(help="Address (default: [dashboard] host, 127.0.0.1).")
@@ -32,7 +34,7 @@ def dashboard(
     from aios.prefect_api import read_up
 
     paths = HomePaths.current()
-    if not paths.root.is_dir():
+    if not (paths.events.is_dir() or paths.config.is_file()):
         raise InputError(
             f"there is no AIOS home at {paths.root}: set AIOS_HOME, or run `aios init` or "
             "`aios demo` first"

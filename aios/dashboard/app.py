@@ -16,20 +16,21 @@ import orjson
 from fastapi import FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from aios import __version__
 from aios.dashboard.live import LiveData
 from aios.dashboard.pages import PAGES
 
 STATIC = Path(str(files("aios.dashboard") / "static"))
-PUSH_TIMEOUT_S = 20.0  # a connection hears from the server at least this often
+PUSH_TIMEOUT_S = 20.0  # how long a connection waits for a change before looking again
 
 
 def _json(data: Any) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
 
 
-def create_app(live: LiveData) -> FastAPI:
+def create_app(live: LiveData, host: str = "127.0.0.1") -> FastAPI:
     app = FastAPI(
         title="AIOS dashboard",
         version=__version__,
@@ -37,6 +38,7 @@ def create_app(live: LiveData) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(host))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -53,12 +55,13 @@ def create_app(live: LiveData) -> FastAPI:
     @app.get("/api/health")
     def health() -> Response:
         snapshot = live.snapshot
+        problem = live.problem()
         return _json(
             {
-                "ok": snapshot.error is None,
+                "ok": problem is None,
                 "version": snapshot.version,
                 "built": snapshot.built,
-                "error": snapshot.error,
+                "error": problem,
             }
         )
 
@@ -66,6 +69,11 @@ def create_app(live: LiveData) -> FastAPI:
     async def updates(socket: WebSocket) -> None:
         """``?page=NAME``; send ``{"page": NAME}`` to switch. The page's data comes at once and
         after every change."""
+        origin = socket.headers.get("origin")
+        if origin is not None and not _same_origin(origin, socket.headers.get("host", "")):
+            # Another site open in the same browser must not read the pages.
+            await socket.close(code=4403, reason="cross-origin WebSocket refused")
+            return
         await socket.accept()
         name = socket.query_params.get("page", "overview")
         choices: asyncio.Queue[str | None] = asyncio.Queue()
@@ -101,13 +109,34 @@ def create_app(live: LiveData) -> FastAPI:
 
 
 async def _read_choices(socket: WebSocket, choices: asyncio.Queue[str | None]) -> None:
-    """Put each page the browser asks for on ``choices``; None once it has gone."""
+    """Put each page the browser asks for on ``choices``; None once it has gone (or sent
+    something that is not a text frame)."""
     try:
         while True:
-            text = await socket.receive_text()
+            message = await socket.receive()
+            text = message.get("text")
+            if message.get("type") == "websocket.disconnect" or text is None:
+                break
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
                 wanted = orjson.loads(text).get("page")
                 if isinstance(wanted, str):
                     await choices.put(wanted)
-    except (WebSocketDisconnect, RuntimeError):
-        await choices.put(None)
+    except Exception:  # a broken connection is a browser gone
+        pass
+    await choices.put(None)
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    """Whether a browser's ``Origin`` is this server as the browser addressed it."""
+    return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
+
+
+def trusted_hosts(host: str) -> list[str]:
+    """Host names the dashboard answers to: loopback names and its own address; anything
+    else (a DNS-rebinding name pointing at 127.0.0.1) is refused."""
+    names = ["127.0.0.1", "localhost", "[::1]", "::1"]
+    if host not in ("0.0.0.0", "::", ""):
+        names.append(host if ":" not in host else f"[{host}]")
+    else:
+        names.append("*")  # listening everywhere: the operator chose to expose it
+    return names

@@ -68,7 +68,8 @@ class LiveData:
         self._cost = 0.0  # seconds the last rebuild took
 
     def start(self) -> None:
-        self.refresh()
+        """Follow the log in a thread; the first build happens there, so a busy store never
+        keeps the server from answering."""
         self._thread = threading.Thread(target=self._follow, name="aios-dashboard", daemon=True)
         self._thread.start()
 
@@ -91,8 +92,8 @@ class LiveData:
 
     def _follow(self) -> None:
         cursor = None
-        pending = False  # the log grew since the last rebuild
-        while not self._stop.wait(self.poll_s):
+        pending = True  # the first build
+        while True:
             try:
                 state = self._log_state()
                 if state != self._seen:
@@ -107,37 +108,65 @@ class LiveData:
                     self.refresh()
             except Exception:  # the dashboard must outlive a bad moment of the log or store
                 logger.exception("the dashboard could not follow the log")
+            if self._stop.wait(self.poll_s):
+                return
 
     def refresh(self) -> Snapshot:
-        """Rebuild every page now; on failure keep the last pages and say why."""
+        """Rebuild every page now. A page that cannot be built keeps its last data and the
+        snapshot says why; the version moves only when some page's data changed."""
         self._built_at = time.monotonic()
         now = datetime.now(UTC)
         built: dict[str, dict[str, Any]] = {}
-        error = None
+        problems: list[str] = []
         if not self.paths.root.is_dir():
-            error = f"there is no AIOS home at {self.paths.root}"
+            problems.append(f"there is no AIOS home at {self.paths.root}")
         else:
             try:
                 with open_store(self.paths) as con:
-                    for name, build in pages.BUILDERS.items():
-                        built[name] = build(con, now, self.preset)
-                    built["approvals"] = pages.approvals(con, now, self.preset, self.ui_url())
+                    for name in pages.PAGES:
+                        try:
+                            built[name] = self._build(name, con, now)
+                        except Exception as exc:  # one bad page must not blank the others
+                            logger.exception("dashboard: the %s page could not be built", name)
+                            problems.append(f"the {name} page could not be built: {exc}")
             except (AIOSError, OSError, RuntimeError) as exc:
-                error = f"could not read {self.paths.duckdb}: {exc}"
-                logger.warning("dashboard: %s", error)
+                problems.append(f"could not read {self.paths.duckdb}: {exc}")
+                logger.warning("dashboard: %s", problems[-1])
         self._cost = time.monotonic() - self._built_at
         with self._lock:
             previous = self.snapshot
+            merged = {**previous.pages, **built}
+            changed = merged != previous.pages or not previous.built
             self.snapshot = Snapshot(
-                previous.version + 1,
+                previous.version + 1 if changed else previous.version,
                 now.isoformat(),
-                built or previous.pages,
-                error,
+                merged,
+                "; ".join(problems) or None,
             )
-            waiters, self._waiters = self._waiters, set()
+            waiters = set()
+            if changed:
+                waiters, self._waiters = self._waiters, set()
         for loop, future in waiters:
             loop.call_soon_threadsafe(_wake, future, self.snapshot.version)
         return self.snapshot
+
+    def _build(self, name: str, con: Any, now: datetime) -> dict[str, Any]:
+        if name == "approvals":
+            return pages.approvals(con, now, self.preset, self.ui_url())
+        return pages.BUILDERS[name](con, now, self.preset)
+
+    def problem(self) -> str | None:
+        """What is wrong right now: the last rebuild's problems, or data gone stale because
+        the store has been busy (or the follower stuck) for a long while."""
+        snapshot = self.snapshot
+        if snapshot.error:
+            return snapshot.error
+        if snapshot.built is None:
+            return "the first build has not finished yet (the store may be busy)"
+        age = (datetime.now(UTC) - datetime.fromisoformat(snapshot.built)).total_seconds()
+        if age > 2 * self.max_age_s + 5:
+            return f"the data is from {snapshot.built}: the store has been busy since"
+        return None
 
     async def changed(self, version: int, timeout: float) -> int:
         """Wait until the snapshot is newer than ``version`` (or ``timeout`` seconds)."""
@@ -162,7 +191,7 @@ class LiveData:
             "page": name,
             "version": snapshot.version,
             "built": snapshot.built,
-            "error": snapshot.error,
+            "error": self.problem(),
             "home": str(self.paths.root),
             "data": snapshot.pages.get(name),
         }

@@ -25,6 +25,7 @@ PAGES = ("overview", "agents", "evolution", "performance", "approvals")
 SCORE_WINDOW = timedelta(days=2)
 HISTORY_WINDOW = timedelta(days=7)
 RATES_WINDOW = timedelta(hours=24)
+LESSONS_SHOWN = 50
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -106,7 +107,7 @@ def overview(con: duckdb.DuckDBPyConnection, now: datetime, preset: str) -> dict
             "urgent_24h": int(counts[1]),
             "remediations_24h": int(counts[2]),
             "fixed_24h": int(counts[3]),
-            "waiting_approvals": len(insights.waiting_approvals(con)),
+            "waiting_approvals": int((~insights.waiting_approvals(con, now)["overdue"]).sum()),
         },
         "timeline": records(insights.recent_events(con, limit=30)),
         "top_issues": issues,
@@ -130,21 +131,26 @@ def evolution(con: duckdb.DuckDBPyConnection, now: datetime, preset: str) -> dic
         "bands": insights.GRADE_BANDS.get(preset, []),
         "score": series(scores, "time", ["score"]),
         "components": series(components, "time", names),
-        "lessons": records(insights.lessons(con)),
+        "lessons": records(insights.lessons(con, limit=LESSONS_SHOWN)),
         "playbooks": records(insights.playbook_effectiveness(con, since)),
         "suggestions": [
-            {**s, "time": _iso(s["time"])} for s in insights.suggestions(con, limit=15)
+            {**s, "time": _iso(s["time"])} for s in insights.suggestions(con, now, limit=15)
         ],
     }
 
 
 def performance(con: duckdb.DuckDBPyConnection, now: datetime, preset: str) -> dict[str, Any]:
+    """Latency is split: automatic remediations (event to action is AIOS's own speed) and
+    those a person approved (the wait for the answer dominates). MTTR counts each
+    remediation that verified, from its triggering event to its end."""
     day = now - RATES_WINDOW
     rates = insights.event_rates(con, since=day, every="10 minutes")
     work = insights.throughput(con, since=day, every="10 minutes")
     fixes = insights.remediations(con, since=now - HISTORY_WINDOW)
     started = fixes[fixes["started"].notna()]
-    resolved = fixes[fixes["outcome"] == "succeeded"]
+    automatic = started[started["requested"].isna()]
+    approved = started[started["requested"].notna()]
+    resolved = fixes[(fixes["outcome"] == "succeeded") & fixes["resolve_s"].notna()]
     mttr = insights.mttr(con, since=now - HISTORY_WINDOW, every="1 hour")
     return {
         "rates": series(rates, "bucket", ["P0", "P1", "P2", "P3"]),
@@ -153,8 +159,11 @@ def performance(con: duckdb.DuckDBPyConnection, now: datetime, preset: str) -> d
         ),
         "remediation": {
             "count": len(started),
-            "latency_p50_s": _quantile(started["latency_s"], 0.5),
-            "latency_p95_s": _quantile(started["latency_s"], 0.95),
+            "automatic": len(automatic),
+            "approved": len(approved),
+            "latency_p50_s": _quantile(automatic["latency_s"], 0.5),
+            "latency_p95_s": _quantile(automatic["latency_s"], 0.95),
+            "approved_latency_p50_s": _quantile(approved["latency_s"], 0.5),
             "mttr_s": _number(resolved["resolve_s"].mean()) if len(resolved) else None,
             "resolved": len(resolved),
         },
@@ -171,7 +180,7 @@ def _quantile(values: pd.Series, q: float) -> float | None:
 def approvals(
     con: duckdb.DuckDBPyConnection, now: datetime, preset: str, ui_url: str | None = None
 ) -> dict[str, Any]:
-    waiting = records(insights.waiting_approvals(con))
+    waiting = records(insights.waiting_approvals(con, now))
     for item in waiting:
         run = item.get("flow_run_id")
         item["link"] = f"{ui_url}/runs/flow-run/{run}" if ui_url and run else None

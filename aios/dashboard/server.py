@@ -37,7 +37,7 @@ class DashboardServer:
         self.socket = _bind(host, port)
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(
-            create_app(self.live),
+            create_app(self.live, host),
             log_level="warning",
             access_log=False,
             ws_ping_interval=20.0,
@@ -85,6 +85,9 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+    except OverflowError:
+        sock.close()
+        raise InputError(f"the dashboard's port {port}: a port number from 0 to 65535") from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:

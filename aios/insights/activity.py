@@ -12,23 +12,39 @@ from aios.loop.analyst import AGENT_OF, NOT_ISSUES
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 ROUTINE = ("task.started", "task.completed")
+# Every bucket from ``since`` (or the first event) to now, so quiet periods count as zero.
+_BUCKETS = """
+buckets AS (
+    SELECT unnest(generate_series(
+        time_bucket(?::INTERVAL, coalesce(?::TIMESTAMPTZ, (SELECT min(time) FROM events), now())),
+        time_bucket(?::INTERVAL, greatest(now(), coalesce((SELECT max(time) FROM events), now()))),
+        ?::INTERVAL)) AS bucket
+)"""
 
 
 def event_rates(
     con: duckdb.DuckDBPyConnection, since: datetime | None = None, every: str = "1 hour"
 ) -> pd.DataFrame:
-    """Events per ``every`` bucket, a column per priority (``P0`` .. ``P3``) and ``total``."""
+    """Events per ``every`` bucket from ``since`` to now (zero where there were none), a
+    column per priority (``P0`` .. ``P3``) and ``total``."""
     frame: pd.DataFrame = con.execute(
-        """
-        SELECT time_bucket(?::INTERVAL, time) AS bucket,
-               count(*) FILTER (WHERE priority = 'P0') AS "P0",
-               count(*) FILTER (WHERE priority = 'P1') AS "P1",
-               count(*) FILTER (WHERE priority = 'P2') AS "P2",
-               count(*) FILTER (WHERE priority = 'P3') AS "P3",
-               count(*) AS total
-        FROM events WHERE time >= ? GROUP BY 1 ORDER BY 1
+        f"""
+        WITH {_BUCKETS},
+        counted AS (
+            SELECT time_bucket(?::INTERVAL, time) AS bucket,
+                   count(*) FILTER (WHERE priority = 'P0') AS "P0",
+                   count(*) FILTER (WHERE priority = 'P1') AS "P1",
+                   count(*) FILTER (WHERE priority = 'P2') AS "P2",
+                   count(*) FILTER (WHERE priority = 'P3') AS "P3",
+                   count(*) AS total
+            FROM events WHERE time >= ? GROUP BY 1
+        )
+        SELECT bucket, coalesce("P0", 0) AS "P0", coalesce("P1", 0) AS "P1",
+               coalesce("P2", 0) AS "P2", coalesce("P3", 0) AS "P3",
+               coalesce(total, 0) AS total
+        FROM buckets LEFT JOIN counted USING (bucket) ORDER BY bucket
         """,
-        [every, since or _FAR_PAST],
+        [every, since, every, every, every, since or _FAR_PAST],
     ).df()
     return frame
 
@@ -36,23 +52,30 @@ def event_rates(
 def throughput(
     con: duckdb.DuckDBPyConnection, since: datetime | None = None, every: str = "1 hour"
 ) -> pd.DataFrame:
-    """The agents' tasks per bucket: ``completed``, ``failed``, ``success_rate`` and the
-    median and p95 latency in ms (from ``latency_ms``); AIOS's own flows are left out."""
+    """The agents' tasks per bucket from ``since`` to now: ``completed``, ``failed`` (zero
+    where there were none), ``success_rate`` and the median and p95 latency in ms (from
+    ``latency_ms``; None where no task ran); AIOS's own flows are left out."""
     frame: pd.DataFrame = con.execute(
         f"""
-        SELECT time_bucket(?::INTERVAL, time) AS bucket,
-               count(*) FILTER (WHERE type = 'task.completed') AS completed,
-               count(*) FILTER (WHERE type = 'task.failed') AS failed,
-               count(*) FILTER (WHERE type = 'task.completed') / count(*) AS success_rate,
-               median(TRY_CAST(payload->>'latency_ms' AS DOUBLE)) AS latency_p50_ms,
-               quantile_cont(TRY_CAST(payload->>'latency_ms' AS DOUBLE), 0.95)
-                   AS latency_p95_ms
-        FROM events
-        WHERE type IN ('task.completed', 'task.failed') AND time >= ?
-          AND {AGENT_OF} NOT LIKE 'aios.%'
-        GROUP BY 1 ORDER BY 1
+        WITH {_BUCKETS},
+        counted AS (
+            SELECT time_bucket(?::INTERVAL, time) AS bucket,
+                   count(*) FILTER (WHERE type = 'task.completed') AS completed,
+                   count(*) FILTER (WHERE type = 'task.failed') AS failed,
+                   median(TRY_CAST(payload->>'latency_ms' AS DOUBLE)) AS latency_p50_ms,
+                   quantile_cont(TRY_CAST(payload->>'latency_ms' AS DOUBLE), 0.95)
+                       AS latency_p95_ms
+            FROM events
+            WHERE type IN ('task.completed', 'task.failed') AND time >= ?
+              AND {AGENT_OF} NOT LIKE 'aios.%'
+            GROUP BY 1
+        )
+        SELECT bucket, coalesce(completed, 0) AS completed, coalesce(failed, 0) AS failed,
+               completed / nullif(completed + failed, 0) AS success_rate,
+               latency_p50_ms, latency_p95_ms
+        FROM buckets LEFT JOIN counted USING (bucket) ORDER BY bucket
         """,
-        [every, since or _FAR_PAST],
+        [every, since, every, every, every, since or _FAR_PAST],
     ).df()
     return frame
 

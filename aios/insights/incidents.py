@@ -193,9 +193,11 @@ def approval_load(
     return frame
 
 
-def waiting_approvals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+def waiting_approvals(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> pd.DataFrame:
     """Approvals asked in a paused flow run and not answered yet, oldest first:
-    ``remediation_id``, ``playbook``, ``risk``, ``flow_run_id``, ``since``, ``deadline``."""
+    ``remediation_id``, ``playbook``, ``risk``, ``flow_run_id``, ``since``, ``deadline``, and
+    ``overdue``: past the deadline with no decision recorded (AIOS was not running to expire
+    it; the next ``aios up`` does), so nobody can answer it any more."""
     frame: pd.DataFrame = con.execute(
         """
         WITH waiting AS (
@@ -215,22 +217,24 @@ def waiting_approvals(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
                                               'approval.stale'))
             GROUP BY 1
         )
-        SELECT w.remediation_id, w.playbook, w.risk, w.flow_run_id, w.since, w.deadline
+        SELECT w.remediation_id, w.playbook, w.risk, w.flow_run_id, w.since, w.deadline,
+               coalesce(w.deadline < ?, false) AS overdue
         FROM waiting w LEFT JOIN ended e USING (remediation_id)
         WHERE e.seq IS NULL OR e.seq < w.seq
         ORDER BY w.since
         """,
-        [WAITING_SOURCE, REACTOR_SOURCE, list(DECISIONS)],
+        [WAITING_SOURCE, REACTOR_SOURCE, list(DECISIONS), now or datetime.now(UTC)],
     ).df()
     return frame
 
 
-def lessons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """The lessons learned, most recently updated first: ``lesson_id``, ``symptom``,
-    ``state`` (draft, verified, hardened), ``count``, ``successes``, ``failures``,
-    ``last_seen``."""
+def lessons(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pd.DataFrame:
+    """The lessons learned (the ``limit`` latest, or all), most recently updated first:
+    ``lesson_id``, ``symptom``, ``state`` (draft, verified, hardened), ``count``,
+    ``successes``, ``failures``, ``last_seen``."""
     frame: pd.DataFrame = con.execute(
         "SELECT lesson_id, symptom, state, count, successes, failures, last_seen, updated "
-        "FROM lessons ORDER BY updated DESC"
+        "FROM lessons ORDER BY updated DESC LIMIT ?",
+        [limit],
     ).df()
     return frame

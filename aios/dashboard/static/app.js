@@ -10,6 +10,7 @@ let page = currentPage();
 let version = -1;
 let socket = null;
 let pollTimer = null;
+let pollWhy = "";
 let seenEvents = new Set();
 
 function currentPage() {
@@ -68,8 +69,7 @@ function bandsPlugin(bands) {
 
 function chart(id, data, seriesSpec, opts = {}) {
   const holder = el("div", { id, class: "chart" });
-  const hasData = data.t && data.t.length > 0;
-  if (!hasData) { holder.append(empty("no data yet")); return holder; }
+  if (!data.t || data.t.length < 2) { holder.append(empty("not enough data yet")); return holder; }
   requestAnimationFrame(() => {
     if (charts[id]) charts[id].destroy();
     const width = Math.max(holder.clientWidth, 200);
@@ -153,7 +153,8 @@ function renderPerformance(d) {
   const r = d.remediation;
   return [
     card("w3", "Remediations, 7 days", el("div", { class: "stat", id: "remediation-count" }, r.count), el("div", { class: "sub" }, `${r.resolved} resolved and verified`)),
-    card("w3", "Event → action", el("div", { class: "stat" }, secs(r.latency_p50_s)), el("div", { class: "sub" }, `p95 ${secs(r.latency_p95_s)}`)),
+    card("w3", "Event → action, automatic", el("div", { class: "stat", id: "latency-p50" }, secs(r.latency_p50_s)),
+      el("div", { class: "sub" }, `p95 ${secs(r.latency_p95_s)} over ${r.automatic}; ${r.approved} approved first (p50 ${secs(r.approved_latency_p50_s)}, mostly the wait for an answer)`)),
     card("w3", "MTTR", el("div", { class: "stat", id: "mttr" }, secs(r.mttr_s)), el("div", { class: "sub" }, "trigger to verified fix")),
     card("w3", "Tasks, 24 h", el("div", { class: "stat" }, (d.throughput.completed || []).reduce((a, b) => a + (b || 0), 0)),
       el("div", { class: "sub" }, `${(d.throughput.failed || []).reduce((a, b) => a + (b || 0), 0)} failed`)),
@@ -169,7 +170,7 @@ function renderPerformance(d) {
 
 function renderApprovals(d) {
   const waiting = table("approvals-table", [["since", (r) => when(r.since)], ["playbook", (r) => r.playbook], ["risk", (r) => r.risk],
-    ["deadline", (r) => when(r.deadline)],
+    ["deadline", (r) => (r.overdue ? el("span", { class: "sev-high" }, `${when(r.deadline)}: past, nobody can answer it now (the next aios up expires it)`) : when(r.deadline))],
     ["flow run", (r) => (r.link ? el("a", { href: r.link, target: "_blank", rel: "noopener" }, "open in Prefect UI") : r.flow_run_id)]],
     d.waiting, null, "nothing is waiting for a person");
   const recent = table("decisions-table", [["asked", (r) => when(r.requested)], ["playbook", (r) => r.playbook], ["risk", (r) => r.risk],
@@ -194,7 +195,14 @@ function show(message) {
   version = message.version;
   main.dataset.page = page;
   main.dataset.version = String(version);
+  // Keep the reader's place: hold the height while the page is rebuilt and the charts drawn.
+  const y = window.scrollY;
+  main.style.minHeight = `${main.offsetHeight}px`;
   main.replaceChildren(...(message.data ? RENDER[page](message.data) : [empty("no data yet")]));
+  requestAnimationFrame(() => requestAnimationFrame(() => {
+    window.scrollTo(0, y);
+    main.style.minHeight = "";
+  }));
 }
 
 // ---- transport: WebSocket, polling as the fallback ----------------------------------
@@ -208,12 +216,16 @@ function setStatus(kind, text) {
 async function poll() {
   try {
     const response = await fetch(`/api/pages/${page}`, { cache: "no-store" });
-    if (response.ok) show(await response.json());
+    if (response.ok) {
+      show(await response.json());
+      if (pollTimer) setStatus("polling", `polling every ${POLL_MS / 1000} s (${pollWhy})`);
+    }
   } catch (e) { setStatus("polling", "polling (server unreachable)"); }
 }
 
 function startPolling(why) {
   if (pollTimer) return;
+  pollWhy = why;
   setStatus("polling", `polling every ${POLL_MS / 1000} s (${why})`);
   poll();
   pollTimer = setInterval(poll, POLL_MS);
