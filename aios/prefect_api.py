@@ -13,6 +13,7 @@ address ``aios up`` recorded in ``$AIOS_HOME/up.json``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import random
@@ -92,6 +93,16 @@ def recorded_api_url(path: Path) -> str | None:
     return str(data["api_url"]).rstrip("/")
 
 
+def auth_headers() -> dict[str, str]:
+    """What Prefect's own client sends: Basic auth from ``PREFECT_API_AUTH_STRING`` (a server
+    started with ``PREFECT_SERVER_API_AUTH_STRING``), else a Bearer ``PREFECT_API_KEY``."""
+    auth = os.environ.get("PREFECT_API_AUTH_STRING", "")
+    if auth:
+        return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+    key = os.environ.get("PREFECT_API_KEY", "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def api_url(paths: HomePaths | None = None) -> str:
     """``PREFECT_API_URL``, else the server ``aios up`` started, else the temporary one of a
     running ``aios run``; raises PrefectUnavailableError."""
@@ -164,7 +175,9 @@ class HttpPrefectAPI:
         import httpx  # ~0.1 s: only where a server is called
 
         self.url = (url or api_url()).rstrip("/")
-        self._client = httpx.Client(base_url=self.url + "/", timeout=timeout)
+        self._client = httpx.Client(
+            base_url=self.url + "/", timeout=timeout, headers=auth_headers()
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -198,6 +211,15 @@ class HttpPrefectAPI:
             raise PrefectNotFoundError(_detail(response), status=404, url=url)
         if response.status_code in RETRY_CODES:  # still busy after every retry: later
             raise PrefectUnavailableError(_detail(response), status=response.status_code, url=url)
+        if response.status_code == 401:
+            raise PrefectAPIError(
+                "the Prefect server wants credentials: set PREFECT_API_AUTH_STRING to its "
+                "PREFECT_SERVER_API_AUTH_STRING (user:password)"
+                if not os.environ.get("PREFECT_API_AUTH_STRING")
+                else "the Prefect server refused PREFECT_API_AUTH_STRING",
+                status=401,
+                url=url,
+            )
         if response.status_code >= 400:
             raise PrefectAPIError(_detail(response), status=response.status_code, url=url)
         return response

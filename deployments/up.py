@@ -127,6 +127,7 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
     try:
         os.environ["AIOS_HOME"] = str(paths.root)
         os.environ.setdefault("PREFECT_HOME", str(paths.root / "prefect"))
+        _credentials()
         endpoints = _endpoints(paths, console)
         os.environ["PREFECT_API_URL"] = endpoints.api_url
         os.environ["PREFECT_UI_URL"] = endpoints.ui_url
@@ -157,6 +158,15 @@ def up(paths: HomePaths | None = None, *, console: Console | None = None) -> int
                 endpoints.server.stop()
         up_file(paths).unlink(missing_ok=True)
         lock.release()
+
+
+def _credentials() -> None:
+    """With ``PREFECT_SERVER_API_AUTH_STRING`` set, the local server asks every caller for
+    it (Basic auth; the UI shows a login): the runner, the flow runs, the watcher and the
+    CLI send it as ``PREFECT_API_AUTH_STRING``, which defaults to it here."""
+    server_auth = os.environ.get("PREFECT_SERVER_API_AUTH_STRING", "")
+    if server_auth and not os.environ.get("PREFECT_API_AUTH_STRING"):
+        os.environ["PREFECT_API_AUTH_STRING"] = server_auth
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -209,6 +219,8 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
         console.print(f"[bold green]AIOS is up[/] in {time.monotonic() - started:.1f} s")
         console.print(f"  Prefect UI: [bold]{endpoints.ui_url}[/]")
         console.print(f"  AIOS_HOME:  {paths.root}")
+        if os.environ.get("PREFECT_API_AUTH_STRING"):
+            console.print("  Prefect API and UI: credentials required (PREFECT_API_AUTH_STRING)")
         if dashboard is not None:
             console.print(f"  Dashboard:  [bold]{dashboard.url}[/]")
         chroma_url = os.environ.get("AIOS_CHROMA_URL")

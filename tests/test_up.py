@@ -4,10 +4,12 @@ API, a crashed run retried as the UI's Retry does, one instance per home, a clea
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -457,3 +459,38 @@ def test_lessons_go_through_the_chroma_server_it_started(served: Served) -> None
         timeout=10,
     ).json()
     assert any(c["name"].startswith("lessons.") for c in listed)
+
+
+def test_a_server_with_an_auth_string_is_served_and_asked_with_it(tmp_path: Path) -> None:
+    """PREFECT_SERVER_API_AUTH_STRING: the local server asks every caller for it; aios up's
+    runner and the CLI send it; a caller without it or with a wrong one is told so."""
+    home = HomePaths(tmp_path / "aios-home")
+    secret = "ops:" + uuid.uuid4().hex
+    with aios_up(home, port=free_port(), extra={"PREFECT_SERVER_API_AUTH_STRING": secret}) as up:
+        assert "credentials required" in up.text()
+        anonymous = httpx.post(f"{up.api_url}/deployments/filter", json={}, timeout=10)
+        assert anonymous.status_code == 401
+        with_it = {"PREFECT_API_AUTH_STRING": secret}
+        listed = aios_cli(
+            "approvals", "list", "--json", home=home, api_url=up.api_url, extra=with_it
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout) == []
+        wrong = aios_cli(
+            "approvals",
+            "list",
+            home=home,
+            api_url=up.api_url,
+            extra={"PREFECT_API_AUTH_STRING": "ops:wrong"},
+        )
+        assert wrong.returncode != 0 and "refused PREFECT_API_AUTH_STRING" in wrong.stderr
+        missing = aios_cli("approvals", "list", home=home, api_url=up.api_url)
+        assert missing.returncode != 0 and "wants credentials" in missing.stderr
+        assert secret not in wrong.stderr + missing.stderr + up.text()
+        os.environ["PREFECT_API_AUTH_STRING"] = secret
+        try:
+            with HttpPrefectAPI(up.api_url) as api:  # the runner registered every deployment
+                names = {f"{d['flow_name']}/{d['name']}" for d in api.read_deployments()}
+        finally:
+            del os.environ["PREFECT_API_AUTH_STRING"]
+        assert "aios-monitor/aios" in names
