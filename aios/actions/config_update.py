@@ -2,13 +2,17 @@
 
 The write is atomic; the original bytes are kept under ``$AIOS_HOME/backups/<remediation>/``
 and a rollback puts them back byte for byte, but only if the file still holds what the update
-wrote (a later change by someone else is never overwritten).
+wrote (a later change by someone else is never overwritten). The new file keeps the old one's
+mode and owner. A write is refused if, since the read, the file was replaced or changed or its
+directory left the allowed roots.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -16,7 +20,13 @@ from pydantic import AliasChoices, Field
 
 from aios.actions.base import ActionContext, ActionError, ActionPlan, ActionSpec, Risk, render
 from aios.actions.config_formats import detect_format, get_key, parse, update_text
-from aios.actions.confine import open_file, open_parent, read_all, write_atomic_at
+from aios.actions.confine import (
+    ensure_still_there,
+    open_file,
+    open_parent,
+    read_all,
+    write_atomic_at,
+)
 from aios.event import check_json_value
 
 
@@ -65,17 +75,13 @@ class ConfigUpdate(ActionSpec):
             new = max(new, self.min)
         return int(new) if isinstance(old, int) and float(new).is_integer() else new
 
-    def _read(self, path: str, ctx: ActionContext) -> tuple[bytes, int]:
+    def _read(self, path: str, ctx: ActionContext) -> bytes:
         with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
-            fd = open_file(dir_fd, name)
-            try:
-                return read_all(fd), os.fstat(fd).st_mode & 0o7777
-            finally:
-                os.close(fd)
+            return _read_at(dir_fd, name, path).data
 
     def plan(self, ctx: ActionContext) -> ActionPlan:
         path, value = self._target(ctx)
-        raw, _mode = self._read(path, ctx)
+        raw = self._read(path, ctx)
         fmt = detect_format(path, self.format)
         document = parse(raw.decode("utf-8"), fmt, path)
         try:
@@ -98,19 +104,15 @@ class ConfigUpdate(ActionSpec):
         path, value = self._target(ctx)
         fmt = detect_format(path, self.format)
         with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
-            fd = open_file(dir_fd, name)
-            try:
-                raw, mode = read_all(fd), os.fstat(fd).st_mode & 0o7777
-            finally:
-                os.close(fd)
-            text = raw.decode("utf-8")
+            read = _read_at(dir_fd, name, path)
+            text = read.data.decode("utf-8")
             if self.op != "set":
                 value = self._new_value(get_key(parse(text, fmt, path), self.key), value)
             edited, old = update_text(text, fmt, self.key, value, create=self.create, name=path)
             new = edited.encode("utf-8")
             backup = ctx.work_dir / f"{ctx.index}-{name}"
-            _write_backup(backup, raw)
-            write_atomic_at(dir_fd, name, new, mode)
+            _write_backup(backup, read.data)
+            read.replace_with(new, ctx.allowed_roots)
         return {
             "file": path,
             "key": self.key,
@@ -129,20 +131,71 @@ class ConfigUpdate(ActionSpec):
         except OSError as exc:
             raise ActionError(f"cannot read the backup {backup}: {exc.strerror}") from None
         with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
-            fd = open_file(dir_fd, name)
-            try:
-                current, mode = read_all(fd), os.fstat(fd).st_mode & 0o7777
-            finally:
-                os.close(fd)
-            if hashlib.sha256(current).hexdigest() != undo["written_sha256"]:
+            current = _read_at(dir_fd, name, path)
+            if hashlib.sha256(current.data).hexdigest() != undo["written_sha256"]:
                 raise ActionError(
                     f"{path} changed after the update; not overwriting that change with the "
                     f"backup (the original is kept at {backup})"
                 )
-            write_atomic_at(dir_fd, name, original, mode)
+            current.replace_with(original, ctx.allowed_roots)
         return (
             f"restored {path} byte for byte from {backup} ({undo['key']} back to {undo['old']!r})"
         )
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A file's bytes as read, and what identified it then: the write must replace that file.
+
+    Usable only while ``dir_fd`` (its directory, opened by ``open_parent``) is open.
+    """
+
+    path: str
+    dir_fd: int
+    name: str
+    data: bytes
+    info: os.stat_result
+
+    def replace_with(self, data: bytes, roots: tuple[Path, ...]) -> None:
+        """Atomically replace the file with ``data``, keeping its mode and owner.
+
+        Refused (ActionError, naming the path) if the directory has left the allowed roots or
+        the name no longer holds the file that was read, exactly as it was read: whoever
+        changed it in the meantime wins, and nothing is written outside the roots.
+        """
+        write_atomic_at(
+            self.dir_fd,
+            self.name,
+            data,
+            stat.S_IMODE(self.info.st_mode),
+            owner=(self.info.st_uid, self.info.st_gid),
+            check=lambda: self._unchanged(roots),
+        )
+
+    def _unchanged(self, roots: tuple[Path, ...]) -> None:
+        ensure_still_there(self.dir_fd, self.path, roots)
+        try:
+            now = os.stat(self.name, dir_fd=self.dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is None or _identity(now) != _identity(self.info):
+            raise ActionError(
+                f"{self.path} was replaced or changed while AIOS was updating it; left as it is now"
+            )
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    """What tells one file from another, and this file now from itself before a write."""
+    return (info.st_dev, info.st_ino, stat.S_IFMT(info.st_mode), info.st_size, info.st_mtime_ns)
+
+
+def _read_at(dir_fd: int, name: str, path: str) -> _Read:
+    fd = open_file(dir_fd, name, path=path)
+    try:
+        info = os.fstat(fd)  # before the read: a change made during it shows at the check
+        return _Read(path, dir_fd, name, read_all(fd), info)
+    finally:
+        os.close(fd)
 
 
 def _write_backup(path: Path, data: bytes) -> None:

@@ -6,7 +6,9 @@ hard-linked files are left alone. The oldest files go first, up to ``max_bytes``
 ``$AIOS_HOME/trash/<remediation>/`` before it is unlinked (logs shrink about tenfold, so space
 is freed at once), and a rollback puts every file back with its mode and times; the trash is
 kept until ``[reactor] trash_retention`` passes. ``trash: false`` deletes for good: it cannot be
-undone and carries at least medium risk.
+undone and carries at least medium risk. Just before a file is unlinked or put back, its
+directory is checked to be still in its root and the name still the file AIOS checked: a swap
+in the meantime skips that file (said in the notes or the rollback's error), never another.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from aios.actions.base import (
     ActionContext,
@@ -34,7 +36,17 @@ from aios.actions.base import (
     Risk,
     render,
 )
-from aios.actions.confine import open_dir, open_file, open_parent
+from aios.actions.confine import (
+    ensure_still_there,
+    give,
+    open_dir,
+    open_file,
+    open_parent,
+    remove_own,
+    still_named,
+    temporary_name,
+    write_all,
+)
 from aios.durations import Duration
 
 
@@ -63,6 +75,19 @@ class FilesCleanup(ActionSpec):
     trash: bool = Field(
         default=True, description="Keep compressed copies so a rollback can restore them."
     )
+
+    @field_validator("patterns")
+    @classmethod
+    def _file_names(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if "/" in pattern or "\0" in pattern or pattern in (".", ".."):
+                # Globs are matched against one name at a time: such a pattern could never
+                # match, and reads as if it reached into another directory.
+                raise ValueError(
+                    f"pattern {pattern!r}: patterns match file names, not paths (no '/', "
+                    "NUL, '.' or '..'); choose the directories with paths"
+                )
+        return patterns
 
     def floor(self) -> Risk:
         return Risk.LOW if self.trash else Risk.MEDIUM
@@ -173,36 +198,52 @@ class FilesCleanup(ActionSpec):
     ) -> dict[str, Any] | None:
         try:
             with open_parent(candidate.path, ctx.allowed_roots) as (dir_fd, name):
-                return self._remove_in(candidate, dir_fd, name, trash_dir, number)
-        except (ConfinementError, OSError):
+                return self._remove_in(candidate, ctx, dir_fd, name, trash_dir, number)
+        except (ActionError, OSError):
             return None  # its directory vanished or was swapped since it was chosen
 
     def _remove_in(
-        self, candidate: Candidate, dir_fd: int, name: str, trash_dir: Path, number: int
+        self,
+        candidate: Candidate,
+        ctx: ActionContext,
+        dir_fd: int,
+        name: str,
+        trash_dir: Path,
+        number: int,
     ) -> dict[str, Any] | None:
         try:
-            fd = open_file(dir_fd, name)
-        except (ConfinementError, FileNotFoundError):
+            fd = open_file(dir_fd, name, path=candidate.path)
+        except (ActionError, FileNotFoundError):
             return None
+        kept = None
         try:
             info = os.fstat(fd)
-            if (info.st_ino, info.st_dev) != (candidate.inode, candidate.device) or (
-                not stat.S_ISREG(info.st_mode) or info.st_nlink > 1
-            ):
+            if not _is_candidate(info, candidate):
                 return None  # not the file that was chosen
             digest = hashlib.sha256()
-            kept = None
             if self.trash:
                 kept = trash_dir / f"{number}-{name}.gz"
                 _keep_compressed(fd, kept, digest)
+            # Between the check above and the unlink, the directory may have been moved out of
+            # the root or the name given to another file: unlink removes a name, whatever file
+            # it is then, so look again right before it.
+            ensure_still_there(dir_fd, candidate.path, ctx.allowed_roots)
+            if not _is_candidate(os.stat(name, dir_fd=dir_fd, follow_symlinks=False), candidate):
+                raise ActionError(f"{candidate.path} was replaced after it was chosen")
             os.unlink(name, dir_fd=dir_fd)
             os.fsync(dir_fd)
+        except (ActionError, OSError):
+            if kept is not None:
+                kept.unlink(missing_ok=True)
+            return None
         finally:
             os.close(fd)
         return {
             "path": candidate.path,
             "size": info.st_size,
             "mode": stat.S_IMODE(info.st_mode),
+            "uid": info.st_uid,
+            "gid": info.st_gid,
             "atime": info.st_atime,
             "mtime": info.st_mtime,
             "sha256": digest.hexdigest() if self.trash else None,
@@ -214,38 +255,86 @@ class FilesCleanup(ActionSpec):
             raise IrreversibleError(
                 f"{len(undo.get('removed', []))} file(s) were deleted for good (trash: false)"
             )
-        restored, conflicts = [], []
+        restored: list[str] = []
+        conflicts: list[str] = []
+        refused: list[str] = []
         for record in undo.get("removed", []):
-            with open_parent(record["path"], ctx.allowed_roots) as (dir_fd, name):
-                tmp = f".{name}.aios-restore-{os.getpid()}"
-                fd = open_file(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                os.fchmod(fd, record["mode"])  # exactly, whatever the umask
-                digest = hashlib.sha256()
-                with gzip.open(record["kept"], "rb") as source, os.fdopen(fd, "wb") as out:
-                    while chunk := source.read(1 << 20):
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-                if digest.hexdigest() != record["sha256"]:
-                    os.unlink(tmp, dir_fd=dir_fd)
-                    raise ActionError(f"the trash copy of {record['path']} is damaged")
-                os.utime(tmp, (record["atime"], record["mtime"]), dir_fd=dir_fd)
-                try:
-                    os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)  # never overwrites
-                except FileExistsError:
-                    conflicts.append(record["path"])
-                    os.unlink(tmp, dir_fd=dir_fd)
-                    continue
-                os.unlink(tmp, dir_fd=dir_fd)
-                os.fsync(dir_fd)
-            restored.append(record["path"])
+            try:
+                put_back = _restore(record, ctx.allowed_roots)
+            except ConfinementError as exc:
+                refused.append(str(exc))
+                continue
+            (restored if put_back else conflicts).append(record["path"])
+        problems = []
         if conflicts:
+            problems.append(
+                f"{len(conflicts)} name(s) are taken by new files and were left alone: "
+                f"{conflicts[:5]}"
+            )
+        if refused:
+            problems.append(
+                f"{len(refused)} refused because the path no longer leads to where the file "
+                f"was: {refused[:5]}"
+            )
+        if problems:
             raise ActionError(
-                f"restored {len(restored)} file(s); {len(conflicts)} name(s) are taken by new "
-                f"files and were left alone (copies stay in the trash): {conflicts[:5]}"
+                f"restored {len(restored)} file(s); "
+                + "; ".join(problems)
+                + " (copies stay in the trash)"
             )
         return f"restored {len(restored)} file(s) from the trash with their modes and times"
+
+
+def _is_candidate(info: os.stat_result, candidate: Candidate) -> bool:
+    """Whether ``info`` is the chosen file, still a regular file with no other name."""
+    return (
+        (info.st_ino, info.st_dev) == (candidate.inode, candidate.device)
+        and stat.S_ISREG(info.st_mode)
+        and info.st_nlink == 1
+    )
+
+
+def _restore(record: dict[str, Any], roots: tuple[Path, ...]) -> bool:
+    """Put one file back from the trash; False if its name is taken (left alone).
+
+    The copy is written to a temporary file beside the name and hard-linked to it, which never
+    replaces what is there. ConfinementError if the path now leads out of the roots, or the
+    directory or the temporary file was swapped while the copy was written.
+    """
+    path = record["path"]
+    with open_parent(path, roots) as (dir_fd, name):
+        tmp = temporary_name("restore")
+        fd = open_file(dir_fd, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, path=path)
+        try:
+            if _copy_from_trash(record["kept"], fd) != record["sha256"]:
+                raise ActionError(f"the trash copy of {path} is damaged")
+            owner = (record["uid"], record["gid"]) if "uid" in record else None
+            give(fd, record["mode"], owner)  # exactly, whatever the umask
+            os.utime(fd, (record["atime"], record["mtime"]))
+            os.fsync(fd)
+            ensure_still_there(dir_fd, path, roots)
+            if not still_named(dir_fd, tmp, fd):
+                # Linking it now would give the name to whatever was put there instead.
+                raise ConfinementError(f"{path}: the file being restored was swapped; left alone")
+            try:
+                os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except FileExistsError:
+                return False
+            os.fsync(dir_fd)
+            return True
+        finally:
+            remove_own(dir_fd, tmp, fd)
+            os.close(fd)
+
+
+def _copy_from_trash(kept: str, fd: int) -> str:
+    """Decompress the trash copy ``kept`` into open file ``fd``; the SHA-256 of what was written."""
+    digest = hashlib.sha256()
+    with gzip.open(kept, "rb") as source:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            write_all(fd, chunk)
+    return digest.hexdigest()
 
 
 def _keep_compressed(fd: int, kept: Path, digest: Any) -> None:

@@ -3,8 +3,11 @@
 Choose with ``target: idle_agents`` (processes matching ``[agents] patterns`` using less CPU
 than ``idle_cpu_below`` over ``sample``), ``target: agents``, or ``name`` / ``cmdline`` globs,
 ``user``, ``pid``, ``memory_above_mb`` and ``older_than``. Acting only on agents carries low
-risk; any other choice at least medium. Each process is checked again just before it is
-signalled (same pid *and* start time), so a reused pid is never hit.
+risk; any other choice at least medium. Agents are chosen among the processes of the user AIOS
+runs as, unless ``user`` names another (a glob: ``"*"`` for anyone). Just before it is signalled
+or reniced, each process is pinned and checked again: the same pid *and* start (so a reused pid
+is never hit), and still matching the choice (so a process that renamed itself or exec'd into
+something else since is left alone).
 
 A kill cannot be undone and says so; a renice is undone by restoring the old niceness; of the
 signals, only SIGSTOP has an undo (SIGCONT).
@@ -13,6 +16,7 @@ signals, only SIGSTOP has an undo (SIGCONT).
 from __future__ import annotations
 
 import signal as signals
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
@@ -28,7 +32,15 @@ from aios.actions.base import (
     Risk,
     render,
 )
-from aios.actions.process_select import Chosen, Selector, same_process, select
+from aios.actions.process_select import (
+    Chosen,
+    Held,
+    Selector,
+    hold,
+    same_process,
+    select,
+    still_matching,
+)
 from aios.durations import Duration
 
 
@@ -91,6 +103,25 @@ class ProcessAction(ActionSpec):
             )
         return select(self.selector(ctx), ctx.agent_patterns, ctx.protected_patterns)
 
+    def held(self, ctx: ActionContext) -> Iterator[tuple[Chosen, Held | None, str]]:
+        """Each chosen process, pinned, with why it is left alone when it is (then None).
+
+        Chosen afresh, then checked one by one right before the caller acts on it: a process
+        is acted on only while it is the one chosen and still matches the choice.
+        """
+        selector = self.selector(ctx)
+        for item in self.choose(ctx):
+            target = hold(item)
+            if target is None:
+                yield item, None, "gone or pid reused"
+                continue
+            why = still_matching(target, selector, ctx.agent_patterns, ctx.protected_patterns)
+            if why is not None:
+                target.close()
+                yield item, None, f"no longer matches: {why}"
+                continue
+            yield item, target, ""
+
     def _plan(self, ctx: ActionContext, verb: str) -> ActionPlan:
         chosen = self.choose(ctx)
         summary = (
@@ -121,31 +152,37 @@ class ProcessKill(ProcessAction):
         return self._plan(ctx, "kill (irreversible)")
 
     def execute(self, ctx: ActionContext) -> dict[str, Any]:
-        chosen = self.choose(ctx)
-        alive: list[tuple[Chosen, psutil.Process]] = []
-        skipped = []
-        for item in chosen:
-            proc = same_process(item)
-            if proc is None:
-                skipped.append({**item.to_dict(), "why": "gone or pid reused"})
-                continue
-            try:
-                proc.terminate()
-                alive.append((item, proc))
-            except psutil.Error as exc:
-                skipped.append({**item.to_dict(), "why": str(exc)})
-        _gone, still = psutil.wait_procs([p for _, p in alive], timeout=self.grace.total_seconds())
-        forced = []
-        for proc in still:
-            try:
-                proc.kill()
-                forced.append(proc.pid)
-            except psutil.Error:
-                pass
-        psutil.wait_procs(still, timeout=5)
+        alive: list[Held] = []
+        skipped: list[dict[str, Any]] = []
+        forced: list[int] = []
+        try:
+            for item, target, why in self.held(ctx):
+                if target is None:
+                    skipped.append({**item.to_dict(), "why": why})
+                    continue
+                try:
+                    target.send(signals.SIGTERM)
+                    alive.append(target)
+                except psutil.Error as exc:
+                    target.close()
+                    skipped.append({**item.to_dict(), "why": str(exc)})
+            procs = {target.proc: target for target in alive}
+            _gone, still = psutil.wait_procs(list(procs), timeout=self.grace.total_seconds())
+            killed = []
+            for proc in still:
+                try:
+                    procs[proc].send(signals.SIGKILL)  # pinned: never a newcomer on its pid
+                    forced.append(proc.pid)
+                    killed.append(proc)
+                except psutil.Error:
+                    pass  # it exited meanwhile (its pid may already be another's: not waited on)
+            psutil.wait_procs(killed, timeout=5)
+        finally:
+            for target in alive:
+                target.close()
         return {
             "irreversible": True,
-            "killed": [item.to_dict() for item, _ in alive],
+            "killed": [target.chosen.to_dict() for target in alive],
             "forced_sigkill": forced,
             "skipped": skipped,
         }
@@ -176,19 +213,22 @@ class ProcessSignal(ProcessAction):
         return self._plan(ctx, f"send {self.signal} to")
 
     def execute(self, ctx: ActionContext) -> dict[str, Any]:
-        sent, skipped = [], []
-        for item in self.choose(ctx):
-            proc = same_process(item)
-            if proc is None:
+        sent, skipped, notes = [], [], []
+        for item, target, why in self.held(ctx):
+            if target is None:
                 skipped.append(item.pid)
+                notes.append(f"pid {item.pid}: {why}")
                 continue
             try:
-                was_stopped = proc.status() == psutil.STATUS_STOPPED
-                proc.send_signal(_SIGNALS[self.signal])
+                was_stopped = target.proc.status() == psutil.STATUS_STOPPED
+                target.send(_SIGNALS[self.signal])
                 sent.append({**item.to_dict(), "was_stopped": was_stopped})
-            except psutil.Error:
+            except psutil.Error as exc:
                 skipped.append(item.pid)
-        return {"signal": self.signal, "sent": sent, "skipped": skipped}
+                notes.append(f"pid {item.pid}: {exc}")
+            finally:
+                target.close()
+        return {"signal": self.signal, "sent": sent, "skipped": skipped, "notes": notes}
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
         if undo.get("signal") != "SIGSTOP":
@@ -198,14 +238,16 @@ class ProcessSignal(ProcessAction):
             if entry.get("was_stopped"):
                 left.append(entry["pid"])  # stopped before AIOS acted: leave it so
                 continue
-            proc = same_process(_chosen_from(entry))
-            if proc is None:
+            target = hold(_chosen_from(entry))
+            if target is None:
                 continue
             try:
-                proc.send_signal(signals.SIGCONT)
+                target.send(signals.SIGCONT)
                 resumed.append(entry["pid"])
             except psutil.Error:
                 continue
+            finally:
+                target.close()
         text = f"sent SIGCONT to {len(resumed)} process(es) AIOS had stopped: {resumed}"
         return text + (f"; left stopped as found: {left}" if left else "")
 
@@ -220,19 +262,22 @@ class ProcessRenice(ProcessAction):
         return self._plan(ctx, f"renice to {self.nice}")
 
     def execute(self, ctx: ActionContext) -> dict[str, Any]:
-        changed, skipped = [], []
-        for item in self.choose(ctx):
-            proc = same_process(item)
-            if proc is None:
+        changed, skipped, notes = [], [], []
+        for item, target, why in self.held(ctx):
+            if target is None:
                 skipped.append(item.pid)
+                notes.append(f"pid {item.pid}: {why}")
                 continue
             try:
-                old = proc.nice()
-                proc.nice(self.nice)
+                old = target.proc.nice()
+                target.proc.nice(self.nice)  # psutil checks the start time right before
                 changed.append({**item.to_dict(), "old_nice": old})
-            except psutil.Error:
+            except psutil.Error as exc:
                 skipped.append(item.pid)
-        return {"nice": self.nice, "changed": changed, "skipped": skipped}
+                notes.append(f"pid {item.pid}: {exc}")
+            finally:
+                target.close()
+        return {"nice": self.nice, "changed": changed, "skipped": skipped, "notes": notes}
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
         restored, gone = [], []
@@ -265,4 +310,5 @@ def _chosen_from(entry: dict[str, Any]) -> Chosen:
         cpu_percent=entry.get("cpu_percent"),
         rss_mb=entry.get("rss_mb", 0.0),
         is_agent=entry.get("is_agent", False),
+        start_ticks=entry.get("start_ticks"),
     )

@@ -3,13 +3,22 @@
 Some processes are never chosen, whatever a playbook says: pid 1, AIOS itself (this process,
 its ancestors and anything running the ``aios`` command), the Prefect and Chroma servers, and
 whatever matches ``[reactor] protected_patterns``. ``target: agents`` and ``target:
-idle_agents`` restrict the choice to processes matching ``[agents] patterns``.
+idle_agents`` restrict the choice to processes matching ``[agents] patterns``, run by the user
+AIOS runs as unless the playbook names another ``user``.
+
+A chosen process is acted on only through ``hold``: it pins the process (a pidfd, where the
+kernel has them) and confirms it is the one chosen, by pid and exact start time, so a pid
+reused in between is never hit; the action then checks it still matches (a process that made
+itself look like something else since is left alone).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import os
+import signal as signals
 import time
 from dataclasses import dataclass
 
@@ -42,10 +51,14 @@ class Chosen:
     cpu_percent: float | None
     rss_mb: float
     is_agent: bool
+    start_ticks: int | None = None  # clock ticks from boot to its start: exact, unlike the time
 
     def describe(self) -> str:
         cpu = "" if self.cpu_percent is None else f", cpu {self.cpu_percent:.1f}%"
-        return f"pid {self.pid} {self.name} ({self.cmdline[:80]}{cpu}, {self.rss_mb:.0f} MB)"
+        return (
+            f"pid {self.pid} {self.name} of {self.username or '?'} "
+            f"({self.cmdline[:80]}{cpu}, {self.rss_mb:.0f} MB)"
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -57,6 +70,7 @@ class Chosen:
             "cpu_percent": self.cpu_percent,
             "rss_mb": round(self.rss_mb, 1),
             "is_agent": self.is_agent,
+            "start_ticks": self.start_ticks,
         }
 
 
@@ -92,6 +106,42 @@ class Selector:
     limit: int | None = None
 
 
+@functools.cache
+def _own_user() -> str:
+    with contextlib.suppress(psutil.Error):
+        return str(psutil.Process().username())
+    return str(os.getuid())
+
+
+def refusal(
+    selector: Selector,
+    name: str,
+    cmdline: str,
+    username: str,
+    agent_globs: tuple[str, ...],
+    protected: tuple[str, ...],
+) -> str | None:
+    """Why a process with this name, command line and user is not to be chosen; None if it is.
+
+    ``agent_globs`` are the globs of ``[agents] patterns``; ``protected`` includes the built-in
+    patterns. Resource filters (idleness, memory, age) are not judged here.
+    """
+    if matches_any(name, cmdline, protected):
+        return "protected"
+    if selector.agents_only and not (agent_globs and matches_any(name, cmdline, agent_globs)):
+        return "not an agent"
+    if selector.name and not fnmatch.fnmatchcase(name, selector.name):
+        return f"name is not {selector.name}"
+    if selector.cmdline and not fnmatch.fnmatchcase(cmdline, selector.cmdline):
+        return f"command line is not {selector.cmdline}"
+    # An agent pattern matches whoever runs a matching command; left to its default, an action
+    # on agents (low risk, run without asking) stays with AIOS's own user's processes.
+    user = selector.user or (_own_user() if selector.agents_only else None)
+    if user and not fnmatch.fnmatchcase(username, user):
+        return f"user {username or '?'} is not {user}"
+    return None
+
+
 def select(
     selector: Selector,
     agent_patterns: tuple[str, ...],
@@ -100,7 +150,7 @@ def select(
     """The processes ``selector`` picks, never a protected one, most memory first."""
     protected = BUILTIN_PROTECTED + protected_patterns
     # [agents] patterns may name their agent (``writer=*writer_agent.py*``): match the glob.
-    agent_patterns = tuple(glob for _, glob in parse_patterns(list(agent_patterns)))
+    agent_globs = agent_globs_of(agent_patterns)
     own = _own_pids()
     now = time.time()
     candidates: list[tuple[psutil.Process, str, str, str, float, float, bool]] = []
@@ -112,18 +162,10 @@ def select(
             continue
         name = info.get("name") or ""
         cmdline = " ".join(info.get("cmdline") or [])
-        if matches_any(name, cmdline, protected):
-            continue
-        is_agent = bool(agent_patterns) and matches_any(name, cmdline, agent_patterns)
-        if selector.agents_only and not is_agent:
-            continue
-        if selector.name and not fnmatch.fnmatchcase(name, selector.name):
-            continue
-        if selector.cmdline and not fnmatch.fnmatchcase(cmdline, selector.cmdline):
-            continue
         username = info.get("username") or ""
-        if selector.user and username != selector.user:
+        if refusal(selector, name, cmdline, username, agent_globs, protected):
             continue
+        is_agent = bool(agent_globs) and matches_any(name, cmdline, agent_globs)
         created = info.get("create_time") or now
         if selector.older_than_s is not None and now - created < selector.older_than_s:
             continue
@@ -148,8 +190,9 @@ def select(
         usage = cpu.get(proc.pid)
         if selector.idle_below is not None and (usage is None or usage >= selector.idle_below):
             continue
+        ticks = start_ticks(proc.pid)
         if not proc.is_running():
-            continue
+            continue  # gone, or its pid reused: then the ticks just read are not its own
         chosen.append(
             Chosen(
                 pid=proc.pid,
@@ -160,25 +203,127 @@ def select(
                 cpu_percent=usage,
                 rss_mb=rss_mb,
                 is_agent=is_agent,
+                start_ticks=ticks,
             )
         )
     chosen.sort(key=lambda c: c.rss_mb, reverse=True)
     return chosen[: selector.limit] if selector.limit else chosen
 
 
+def agent_globs_of(agent_patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """The globs of ``[agents] patterns`` (``name=glob`` or a bare glob)."""
+    return tuple(glob for _, glob in parse_patterns(list(agent_patterns)))
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (Linux); None where it cannot be read.
+
+    Unlike a start time in seconds since the epoch, which psutil derives from the boot time
+    and which moves when the clock is set, this never changes for a process and tells apart
+    two processes started more than a tick (10 ms) apart on the same pid.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # field 22 of the file; the name before ")" may hold spaces
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def same_process(chosen: Chosen) -> psutil.Process | None:
-    """The process if it is still the one chosen (same pid and start time), else None.
+    """The process if it is still the one chosen (same pid and start), else None.
 
     An exited process (a zombie not yet reaped) counts as gone. The start time is compared
-    within a second: psutil derives it from the boot time, which a clock step can move, while
-    a pid is not reused within a second on Linux short of exhausting pid_max.
+    within a second (psutil derives it from the boot time, which a clock step can move), and,
+    when the choice recorded them, the clock ticks from boot to the start exactly: a pid
+    reused within that second is told apart too.
     """
     try:
         proc = psutil.Process(chosen.pid)
         if abs(proc.create_time() - chosen.create_time) > 1.0:
             return None  # the pid was reused by another process
+        # Read after the Process was made: if these are the chosen process's ticks, it held
+        # the pid all along, so ``proc`` is it too.
+        if chosen.start_ticks is not None and start_ticks(chosen.pid) != chosen.start_ticks:
+            return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
     except psutil.Error:
         return None
+
+
+class Held:
+    """A chosen process confirmed to be the one chosen and pinned until ``close``.
+
+    With a pidfd, a signal reaches this very process or none: its pid may be reused after the
+    check and the signal still cannot hit the newcomer. Without one (an old kernel), psutil
+    checks the start time again right before each signal.
+    """
+
+    def __init__(self, chosen: Chosen, proc: psutil.Process, pidfd: int | None) -> None:
+        self.chosen, self.proc, self._pidfd = chosen, proc, pidfd
+
+    @property
+    def pid(self) -> int:
+        return self.chosen.pid
+
+    def send(self, sig: int) -> None:
+        """Send ``sig``; psutil.NoSuchProcess if it has exited, AccessDenied if not allowed."""
+        if self._pidfd is None:
+            self.proc.send_signal(sig)
+            return
+        try:
+            signals.pidfd_send_signal(self._pidfd, sig)
+        except ProcessLookupError:
+            raise psutil.NoSuchProcess(self.pid) from None
+        except PermissionError:
+            raise psutil.AccessDenied(self.pid) from None
+
+    def close(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+
+def hold(chosen: Chosen) -> Held | None:
+    """The chosen process, pinned, if it is still the one chosen; None if gone or pid reused."""
+    pidfd = None
+    try:
+        pidfd = os.pidfd_open(chosen.pid)
+    except ProcessLookupError:
+        return None
+    except (AttributeError, OSError):
+        pidfd = None  # no pidfd here: psutil's own check before each signal remains
+    # Checked after pinning: if the pid now belongs to the chosen process, so did the pidfd.
+    proc = same_process(chosen)
+    if proc is None:
+        if pidfd is not None:
+            os.close(pidfd)
+        return None
+    return Held(chosen, proc, pidfd)
+
+
+def still_matching(
+    held: Held,
+    selector: Selector,
+    agent_patterns: tuple[str, ...],
+    protected_patterns: tuple[str, ...],
+) -> str | None:
+    """Why the held process no longer matches ``selector`` (it changed its name or command
+    line, for one, by writing /proc/self/comm or exec'ing); None if it still does."""
+    try:
+        with held.proc.oneshot():
+            name = held.proc.name()
+            cmdline = " ".join(held.proc.cmdline())
+            username = held.proc.username()
+    except psutil.Error as exc:
+        return f"cannot be read again: {exc}"
+    return refusal(
+        selector,
+        name,
+        cmdline,
+        username,
+        agent_globs_of(agent_patterns),
+        BUILTIN_PROTECTED + protected_patterns,
+    )

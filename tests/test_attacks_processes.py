@@ -1,0 +1,446 @@
+"""Attacks on process.kill, process.signal and process.renice with real processes: no wrong
+process is signalled or reniced.
+
+A wrong process could be hit in three ways, each tested here in both directions:
+- the chosen process changes what it looks like between the choice and the act (writes
+  ``/proc/self/comm``, or exec's another command line: same pid, same start);
+- the chosen process exits and another takes its pid (forced with
+  ``/proc/sys/kernel/ns_last_pid``, which needs root), before the signal, during the grace
+  before SIGKILL, or before a rollback;
+- a process of another user matches the agent patterns (children run as ``nobody``: root
+  only).
+The attacker's move is made right after the choice by a hook (AIOS's selection step wrapped);
+the processes are real children of the test, ended at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from aios.actions import process_actions, process_select
+from aios.actions.base import ActionContext
+from aios.actions.process_actions import ProcessAction, ProcessKill, ProcessRenice, ProcessSignal
+from aios.actions.process_select import Chosen
+from tests.test_actions_files import make_ctx
+from tests.test_actions_processes import wait_until
+
+NOBODY = 65534
+NS_LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+
+# The child: a marked command line (argv[1]); SIGUSR1 makes it exec another command line (its
+# BECOME), SIGUSR2 renames it (writes its RENAME to /proc/self/comm). SIGTERM ends it unless
+# IGNORE_TERM is set.
+CHILD = """\
+import os, signal, sys, time
+def become(*_):
+    code = "import time\\nwhile True: time.sleep(60)"
+    os.execv(sys.executable, [sys.executable, "-c", code, os.environ["BECOME"]])
+def rename(*_):
+    with open("/proc/self/comm", "w") as handle:
+        handle.write(os.environ["RENAME"])
+signal.signal(signal.SIGUSR1, become)
+signal.signal(signal.SIGUSR2, rename)
+if os.environ.get("IGNORE_TERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+@functools.cache
+def python_for(uid: int) -> str | None:
+    """An interpreter user ``uid`` can run (this virtualenv's may sit in a private home)."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "pass"], user=uid, group=uid, extra_groups=[], timeout=30
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0:
+            return candidate
+    return None
+
+
+@dataclasses.dataclass
+class Child:
+    """A marked child process, told apart from any later process on its pid by its start."""
+
+    popen: subprocess.Popen[str]
+    marker: str
+    create_time: float
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return proc.create_time() == self.create_time and proc.status() != "zombie"
+        except psutil.Error:
+            return False
+
+    def stopped(self) -> bool:
+        return self.alive() and psutil.Process(self.pid).status() == psutil.STATUS_STOPPED
+
+    def nice(self) -> int:
+        return int(psutil.Process(self.pid).nice())
+
+    def cmdline(self) -> str:
+        return " ".join(psutil.Process(self.pid).cmdline())
+
+    def name(self) -> str:
+        return str(psutil.Process(self.pid).name())
+
+    def end(self) -> None:
+        """Kill and reap it (its pid is free afterwards)."""
+        with contextlib.suppress(ProcessLookupError):
+            self.popen.kill()
+        self.popen.wait(10)
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+
+
+class Spawner:
+    """Starts marked children for one test and ends them all at teardown."""
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.children: list[Child] = []
+
+    def marker(self, role: str, *, agent: bool = True) -> str:
+        return f"aios-test-{'agent' if agent else 'bystander'}-{self.uid}-{role}"
+
+    def __call__(
+        self,
+        role: str,
+        *,
+        agent: bool = True,
+        become: str = "",
+        rename: str = "",
+        user: int | None = None,
+        ignore_term: bool = False,
+        pid: int | None = None,
+    ) -> Child:
+        """A child marked as an agent (or a bystander) for ``role``; ``pid`` forces its pid."""
+        python = sys.executable if user is None else python_for(user)
+        if python is None:
+            pytest.skip(f"no Python interpreter that uid {user} may run")
+        marker = self.marker(role, agent=agent)
+        env = {**os.environ, "BECOME": become, "RENAME": rename}
+        if ignore_term:
+            env["IGNORE_TERM"] = "1"
+        ids: dict[str, Any] = {} if user is None else {"user": user, "group": user}
+        if pid is not None:
+            NS_LAST_PID.write_text(str(pid - 1))  # the next pid handed out is ``pid``
+        popen = subprocess.Popen(
+            [python, "-c", CHILD, marker],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            extra_groups=[] if user is not None else None,
+            **ids,
+        )
+        assert popen.stdout is not None
+        if popen.stdout.readline().strip() != "ready":
+            popen.kill()
+            popen.wait()
+            raise RuntimeError(f"child {marker} did not start")
+        child = Child(popen, marker, psutil.Process(popen.pid).create_time())
+        self.children.append(child)
+        return child
+
+    def on_pid_of(self, gone: Child, role: str) -> Child:
+        """A new agent on the pid ``gone`` had (``gone`` is ended first); skips if it cannot."""
+        if os.geteuid() != 0 or not os.access(NS_LAST_PID, os.W_OK):
+            pytest.skip("forcing a pid needs root (writes /proc/sys/kernel/ns_last_pid)")
+        pid = gone.pid
+        gone.end()
+        for _ in range(50):  # another process on the machine may take the pid first
+            try:
+                child = self(role, pid=pid)
+            except OSError:
+                pytest.skip("ns_last_pid cannot be written here")
+            if child.pid == pid:
+                return child
+            child.end()
+        pytest.skip(f"pid {pid} was taken by other processes 50 times running")
+
+    def close(self) -> None:
+        for child in self.children:
+            child.end()
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawner]:
+    with contextlib.closing(Spawner(uuid.uuid4().hex[:12])) as spawner:
+        yield spawner
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, spawn: Spawner) -> ActionContext:
+    """The agents are this test's children marked as agents, and nothing else."""
+    return dataclasses.replace(make_ctx(tmp_path, ()), agent_patterns=(f"*{spawn.marker('')}*",))
+
+
+def after_the_choice(monkeypatch: pytest.MonkeyPatch, move: Callable[[list[Chosen]], None]) -> None:
+    """Make ``move`` right after the action chooses its processes, before it acts on them."""
+    original = process_select.select
+    done: list[bool] = []
+
+    def choose_then_move(*args: Any, **kwargs: Any) -> list[Chosen]:
+        chosen = original(*args, **kwargs)
+        if not done:
+            done.append(True)
+            move(chosen)
+        return chosen
+
+    monkeypatch.setattr(process_actions, "select", choose_then_move)
+
+
+ACTIONS: dict[str, Callable[[], ProcessAction]] = {
+    "signal": lambda: ProcessSignal(target="agents", signal="SIGSTOP"),
+    "kill": lambda: ProcessKill(target="agents", grace="1s"),
+    "renice": lambda: ProcessRenice(target="agents", nice=15),
+}
+ACTED = {"signal": "sent", "kill": "killed", "renice": "changed"}
+
+
+def untouched(child: Child, nice: int = 0) -> bool:
+    """Still running, not stopped, its niceness as it was."""
+    return child.alive() and not child.stopped() and child.nice() == nice
+
+
+def acted_on(undo: dict[str, Any], kind: str) -> list[int]:
+    return [int(record["pid"]) for record in undo[ACTED[kind]]]
+
+
+# --- a chosen process that changes what it looks like ----------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ACTIONS))
+def test_an_agent_that_execs_another_command_after_the_choice_is_left_alone(
+    kind: str, spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same pid, same start, but no longer an agent: the one AIOS chose is not what runs now."""
+    agent = spawn("shifter", become=spawn.marker("shifter", agent=False))
+
+    def exec_away(chosen: list[Chosen]) -> None:
+        assert [c.pid for c in chosen] == [agent.pid]
+        os.kill(agent.pid, signal.SIGUSR1)
+        assert wait_until(lambda: "bystander" in agent.cmdline())
+
+    after_the_choice(monkeypatch, exec_away)
+    undo = ACTIONS[kind]().execute(ctx)
+
+    assert acted_on(undo, kind) == []
+    time.sleep(0.2)
+    assert untouched(agent)
+    assert agent.alive(), "exec kept the pid and the start: this is still the chosen process"
+
+
+def test_an_agent_that_renames_itself_to_look_protected_is_left_alone(
+    spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    agent = spawn("renamer", rename="chroma run")  # matches the built-in *chroma run*
+
+    def rename(chosen: list[Chosen]) -> None:
+        os.kill(agent.pid, signal.SIGUSR2)
+        assert wait_until(lambda: agent.name() == "chroma run")
+
+    after_the_choice(monkeypatch, rename)
+    undo = ProcessSignal(target="agents", signal="SIGSTOP").execute(ctx)
+
+    assert undo["sent"] == []
+    assert any("no longer matches: protected" in note for note in undo["notes"])
+    time.sleep(0.2)
+    assert untouched(agent)
+
+
+def test_an_agent_renaming_only_its_name_is_still_the_agent(
+    spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is cosmetic: the command line still matches the pattern, the process is the
+    one chosen, so renaming does not let it dodge the action."""
+    agent = spawn("cosmetic", rename="evil")
+
+    def rename(chosen: list[Chosen]) -> None:
+        os.kill(agent.pid, signal.SIGUSR2)
+        assert wait_until(lambda: agent.name() == "evil")
+
+    after_the_choice(monkeypatch, rename)
+    action = ProcessSignal(target="agents", signal="SIGSTOP")
+    undo = action.execute(ctx)
+
+    assert [c["pid"] for c in undo["sent"]] == [agent.pid]
+    assert wait_until(agent.stopped)
+    action.rollback(undo, ctx)
+    assert wait_until(lambda: not agent.stopped())
+
+
+def test_a_bystander_that_turns_into_an_agent_after_the_choice_is_not_signalled(
+    spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other direction: it was not chosen, so whatever it becomes it is not acted on."""
+    agent = spawn("real")
+    bystander = spawn("late", agent=False, become=spawn.marker("late"))
+
+    def exec_into_agent(chosen: list[Chosen]) -> None:
+        assert [c.pid for c in chosen] == [agent.pid]
+        os.kill(bystander.pid, signal.SIGUSR1)
+        assert wait_until(lambda: "aios-test-agent" in bystander.cmdline())
+
+    after_the_choice(monkeypatch, exec_into_agent)
+    undo = ProcessSignal(target="agents", signal="SIGSTOP").execute(ctx)
+
+    try:
+        assert [c["pid"] for c in undo["sent"]] == [agent.pid]
+        time.sleep(0.2)
+        assert untouched(bystander)
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+
+
+# --- a pid reused by another process ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ACTIONS))
+def test_a_pid_reused_between_the_choice_and_the_act_is_not_hit(
+    kind: str, spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newcomer looks exactly like the agent and starts well within a second of it."""
+    agent = spawn("reused")
+    newcomer: list[Child] = []
+
+    def reuse(chosen: list[Chosen]) -> None:
+        assert [c.pid for c in chosen] == [agent.pid]
+        newcomer.append(spawn.on_pid_of(agent, "reused"))
+
+    after_the_choice(monkeypatch, reuse)
+    undo = ACTIONS[kind]().execute(ctx)
+
+    [new] = newcomer
+    assert new.pid == agent.pid and new.create_time - agent.create_time < 1.0
+    assert acted_on(undo, kind) == []
+    time.sleep(0.2)
+    assert untouched(new)
+
+
+def test_a_pid_reused_during_the_kill_grace_gets_no_sigkill(
+    spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent ignores SIGTERM, then exits in the grace; a newcomer takes its pid."""
+    agent = spawn("stubborn", ignore_term=True)
+    newcomer: list[Child] = []
+    original = psutil.wait_procs
+
+    def grace_then_reuse(procs: list[psutil.Process], timeout: float | None = None) -> Any:
+        gone, still = original(procs, timeout=timeout)
+        if not newcomer and [p.pid for p in still] == [agent.pid]:
+            newcomer.append(spawn.on_pid_of(agent, "stubborn"))
+        return gone, still
+
+    monkeypatch.setattr(psutil, "wait_procs", grace_then_reuse)
+    undo = ProcessKill(target="agents", grace="0.5s").execute(ctx)
+
+    [new] = newcomer
+    assert [c["pid"] for c in undo["killed"]] == [agent.pid]
+    assert undo["forced_sigkill"] == []
+    time.sleep(0.2)
+    assert new.alive(), "the SIGKILL meant for the agent hit the process that took its pid"
+
+
+def test_a_rollback_after_pid_reuse_leaves_the_newcomer_as_it_is(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    agent = spawn("undo")
+    renice = ProcessRenice(target="agents", nice=15)
+    stop = ProcessSignal(target="agents", signal="SIGSTOP")
+    reniced = renice.execute(ctx)
+    stopped = stop.execute(ctx)
+    assert acted_on(reniced, "renice") == acted_on(stopped, "signal") == [agent.pid]
+
+    new = spawn.on_pid_of(agent, "undo")
+    psutil.Process(new.pid).nice(5)  # its owner's own setting, which no rollback may undo
+    os.kill(new.pid, signal.SIGSTOP)
+    assert wait_until(new.stopped)
+
+    renice.rollback(reniced, ctx)
+    stop.rollback(stopped, ctx)
+
+    time.sleep(0.2)
+    assert new.nice() == 5, "the rollback put the old agent's niceness on the newcomer"
+    assert new.stopped(), "the rollback resumed a process AIOS never stopped"
+
+
+# --- processes of other users ----------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root to start another user's child"
+)
+
+
+@needs_root
+def test_agents_are_chosen_among_aios_own_users_processes_by_default(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    """A process of another user that looks like an agent (by accident or on purpose) is not
+    acted on by a low-risk, unasked action."""
+    mine = spawn("mine")
+    theirs = spawn("theirs", user=NOBODY)
+    action = ProcessSignal(target="agents", signal="SIGSTOP")
+
+    assert action.plan(ctx).targets == [f"pid {mine.pid}"]
+    undo = action.execute(ctx)
+    try:
+        assert [c["pid"] for c in undo["sent"]] == [mine.pid]
+        time.sleep(0.2)
+        assert untouched(theirs)
+    finally:
+        action.rollback(undo, ctx)
+
+
+@needs_root
+@pytest.mark.parametrize("user", ["nobody", "*"])
+def test_agents_of_another_user_are_chosen_when_the_playbook_names_them(
+    user: str, spawn: Spawner, ctx: ActionContext
+) -> None:
+    mine = spawn("mine")
+    theirs = spawn("theirs", user=NOBODY)
+    expected = {theirs.pid} | ({mine.pid} if user == "*" else set())
+
+    plan = ProcessRenice(target="agents", user=user, nice=15).plan(ctx)
+
+    assert {int(t.split()[1]) for t in plan.targets} == expected
+    assert "of nobody" in plan.summary  # the approver sees whose process it is
+
+
+@needs_root
+def test_a_choice_by_command_line_shows_the_user_to_the_approver(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    """Not by agent: at least medium risk, so a person approves the plan; it names the user."""
+    theirs = spawn("other", agent=False, user=NOBODY)
+
+    plan = ProcessKill(cmdline=f"*{theirs.marker}*").plan(ctx)
+
+    assert plan.targets == [f"pid {theirs.pid}"]
+    assert plan.risk.value == "medium"
+    assert f"pid {theirs.pid}" in plan.summary and "of nobody" in plan.summary
+    assert theirs.alive()
