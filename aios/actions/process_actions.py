@@ -52,7 +52,11 @@ class ProcessAction(ActionSpec):
     )
     name: str | None = Field(default=None, description="Process name glob.")
     cmdline: str | None = Field(default=None, description="Command-line glob.")
-    user: str | None = Field(default=None, description="Only this user's processes.")
+    user: str | None = Field(
+        default=None,
+        description="Only processes of this user (a glob; * for any). target: agents and "
+        "idle_agents default to the user AIOS runs as.",
+    )
     pid: int | str | None = Field(default=None, description="One pid, e.g. ${payload.pid}.")
     idle_cpu_below: float | None = Field(
         default=None, ge=0, description="CPU percent below which a process counts as idle."
