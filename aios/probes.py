@@ -9,6 +9,7 @@ Probes: ``cpu_usage`` and ``memory_usage`` (percent), ``disk_usage`` (percent, `
 ``process_count`` (``pattern``), ``process_memory_mb`` (``pattern``), ``file_value`` (``file``,
 ``key``; under the allowed roots) and ``event_absent`` (events of ``type`` since the actions
 ran; expect ``==0``). The seed's checks ``cpu_below_threshold`` and friends map onto these.
+Plugin probes (the ``aios.probes`` entry point group) are looked up after these.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from pydantic import BaseModel, ValidationError
 
 from aios.event import Event
 
@@ -137,6 +139,7 @@ class ProbeDef:
     optional: tuple[str, ...] = ()
     unit: str = ""
     description: str = ""
+    model: type[BaseModel] | None = None  # a plugin probe's parameters
 
 
 def _cpu(params: dict[str, Any], ctx: ProbeContext) -> float:
@@ -265,11 +268,62 @@ _PARAM_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _plugin_probes() -> dict[str, ProbeDef]:
+    from aios.plugins.discovery import loaded
+
+    return {name: _plugin_definition(plugin) for name, plugin in loaded("probe").items()}
+
+
+def _plugin_definition(plugin: Any) -> ProbeDef:
+    """A plugin probe as a ProbeDef: parameters validated by its model, a number returned."""
+
+    def read(params: dict[str, Any], ctx: ProbeContext) -> float:
+        try:
+            validated = plugin.params.model_validate(params)
+        except ValidationError as exc:
+            raise ProbeError(f"{plugin.name}: {_first_error(exc)}") from None
+        try:
+            value = plugin.read(validated, ctx)
+        except ProbeError:
+            raise
+        except Exception as exc:  # someone else's code: a failed reading, not a crash
+            raise ProbeError(f"{plugin.name} failed: {type(exc).__name__}: {exc}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProbeError(f"{plugin.name} returned {value!r}, not a number")
+        return value
+
+    fields = plugin.params.model_fields
+    return ProbeDef(
+        plugin.name,
+        read,
+        tuple(name for name, f in fields.items() if f.is_required()),
+        tuple(name for name, f in fields.items() if not f.is_required()),
+        plugin.unit,
+        plugin.description,
+        plugin.params,
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+def probe_definition(probe: str) -> ProbeDef | None:
+    """The built-in or plugin probe named ``probe``; None when there is none."""
+    return PROBES.get(probe) or _plugin_probes().get(probe)
+
+
 def check_params(probe: str, params: dict[str, Any]) -> None:
     """Raise ValueError for an unknown probe, or a missing, unknown or mistyped parameter."""
-    definition = PROBES.get(probe)
+    definition = probe_definition(probe)
     if definition is None:
-        raise ValueError(f"unknown probe {probe!r} (known: {', '.join(PROBES)})")
+        known = [*PROBES, *_plugin_probes()]
+        raise ValueError(f"unknown probe {probe!r} (known: {', '.join(known)})")
+    if definition.model is not None:
+        _check_model_params(probe, definition.model, params)
+        return
     missing = [name for name in definition.required if name not in params]
     if missing:
         raise ValueError(f"probe {probe} needs {', '.join(missing)}")
@@ -281,6 +335,21 @@ def check_params(probe: str, params: dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, wanted):
             kinds = " or ".join("number" if t in (int, float) else t.__name__ for t in wanted)
             raise ValueError(f"probe {probe}: {name} must be a {kinds}, not {value!r}")
+
+
+def _check_model_params(probe: str, model: type[BaseModel], params: dict[str, Any]) -> None:
+    unknown = sorted(set(params) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"probe {probe} does not take {', '.join(unknown)}")
+    try:
+        model.model_validate(params)
+    except ValidationError as exc:
+        for error in exc.errors():
+            value = error.get("input")
+            if isinstance(value, str) and "${" in value:
+                continue  # a template: its value is known only when the event is
+            where = ".".join(str(part) for part in error["loc"])
+            raise ValueError(f"probe {probe}: {where}: {error['msg']}") from None
 
 
 @dataclass
@@ -321,7 +390,9 @@ def poll(
     By default it passes at the first reading that meets ``expect``; ``sustained`` passes only
     if every reading until ``within`` meets it, and fails at the first that does not.
     """
-    definition = PROBES[probe]
+    definition = probe_definition(probe)
+    if definition is None:
+        raise ProbeError(f"unknown probe {probe!r}")
     start = clock()
     result = VerifyResult(False, probe, expect.text)
     if after > 0:

@@ -4,12 +4,15 @@
 ``deployments/prefect.yaml`` (for ``prefect deploy --all``) is rendered from them; a test keeps
 the file identical to what ``render_prefect_yaml`` makes. Cadences are the seed's: monitor
 every 5 minutes, executor every 30, optimizer and orchestrator hourly, analyst, validator,
-learner and maintenance daily, heartbeat every minute, the reactor on demand.
+learner and maintenance daily, heartbeat every minute, the reactor on demand. Plugin agent
+types with a schedule add one deployment each (``plugin_deployments``); they are not in
+``prefect.yaml``, which describes AIOS itself.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,20 +140,50 @@ BY_AGENT = {spec.agent: spec for spec in DEPLOYMENTS}
 REACTOR = BY_AGENT["reactor"]
 
 
+def plugin_deployments() -> tuple[DeploymentSpec, ...]:
+    """One deployment per plugin agent type that has a schedule (``aios.agents`` entry points
+    and ``AgentRegistry.register``), in name order; empty when none is installed."""
+    from aios.agents.registry import AgentRegistry
+    from flows.plugin_agent import PREFIX
+
+    found = []
+    for name, agent_type in AgentRegistry.scheduled().items():
+        schedule = agent_type.schedule  # type: ignore[attr-defined]  # checked on registration
+        found.append(
+            DeploymentSpec(
+                name,
+                "flows.plugin_agent",
+                f"{PREFIX}{name}",
+                getattr(agent_type, "description", "") or f"The plugin agent {name}.",
+                interval_s=schedule.interval_s,
+                cron=schedule.cron,
+            )
+        )
+    return tuple(found)
+
+
+def all_deployments() -> tuple[DeploymentSpec, ...]:
+    """AIOS's deployments, then the plugin agents' (what ``aios up`` serves)."""
+    return DEPLOYMENTS + plugin_deployments()
+
+
 def spec_for(name: str) -> DeploymentSpec:
-    """The deployment of agent ``name`` (monitor, reactor, ...); raises KeyError with the list."""
-    try:
-        return BY_AGENT[name]
-    except KeyError:
-        raise KeyError(f"{name!r}: one of {', '.join(BY_AGENT)}") from None
+    """The deployment of agent ``name`` (monitor, reactor, a plugin agent, ...); raises KeyError
+    with the list."""
+    found = BY_AGENT.get(name) or {s.agent: s for s in plugin_deployments()}.get(name)
+    if found is None:
+        known = [spec.agent for spec in all_deployments()]
+        raise KeyError(f"{name!r}: one of {', '.join(known)}")
+    return found
 
 
-def runner_deployments() -> list[Any]:
-    """``RunnerDeployment``s for serving (module entrypoints: they run from any directory)."""
+def runner_deployments(specs: Sequence[DeploymentSpec] = DEPLOYMENTS) -> list[Any]:
+    """``RunnerDeployment``s of ``specs`` for serving (module entrypoints: they run from any
+    directory)."""
     from prefect.types.entrypoint import EntrypointType
 
     found = []
-    for spec in DEPLOYMENTS:
+    for spec in specs:
         found.append(
             spec.load_flow().to_deployment(
                 name=DEPLOYMENT_NAME,

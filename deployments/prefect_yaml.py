@@ -3,7 +3,8 @@
 ``python -m deployments.prefect_yaml`` rewrites the file; a test checks that the file in the
 repository is exactly what this renders. Deploy with
 ``prefect deploy --all --prefect-file deployments/prefect.yaml`` from the project root, after
-``prefect work-pool create aios --type process``.
+``prefect work-pool create aios --type process``. Plugin agents' deployments are left out: the
+file describes AIOS itself, whatever is installed where it is rendered.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The orchestrator: the six agents in order as one DAG, each stage's result passed on.
 
 monitor -> analyst (findings) -> optimizer (plan) -> executor (outcomes) -> validator
-(verdicts) -> learner (changes), then the score report.
+(verdicts) -> learner (changes) -> plugin agents with ``in_dag`` (each given the result before
+it), then the score report.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from typing import Any
 
 from prefect import flow, tags
 
+from aios.agents.registry import AgentRegistry
 from flows import artifacts
 from flows.analyst import analyst_flow
 from flows.executor import executor_flow
 from flows.learner import learner_flow
 from flows.monitor import monitor_flow
 from flows.optimizer import optimizer_flow
+from flows.plugin_agent import agent_flow
 from flows.validator import validator_flow
 from tasks.analyse import score_report
 
@@ -32,6 +35,7 @@ def orchestrator_flow(window_hours: float = 24.0) -> dict[str, Any]:
         executed = executor_flow(plan)
         verdicts = validator_flow(window_hours)
         learned = learner_flow()
+        plugins = _plugin_agents(learned)
         report = score_report()
     artifacts.markdown("aios-score-report", report["markdown"], "Scores after this pass.")
     return {
@@ -46,5 +50,19 @@ def orchestrator_flow(window_hours: float = 24.0) -> dict[str, Any]:
         "executor": executed,
         "validator": verdicts,
         "learner": learned,
+        "plugins": plugins,
         "score": report["scores"],
     }
+
+
+def _plugin_agents(previous: dict[str, Any]) -> dict[str, Any]:
+    """Run each plugin agent of the DAG after the one before; name -> result, or the failure
+    (a plugin that fails shows as a failed run and does not stop the pass)."""
+    results: dict[str, Any] = {}
+    for name in AgentRegistry.in_dag():
+        state: Any = agent_flow(name)(previous=previous, return_state=True)
+        if state.is_completed():
+            previous = results[name] = state.result()
+        else:
+            results[name] = {"failed": state.message or state.name}
+    return results

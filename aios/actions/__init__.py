@@ -1,12 +1,15 @@
 """Remediation actions: the registry of action types and the union playbooks validate against.
 
 The seed's ``kill_process`` is accepted as ``process.kill``. The ``prefect.*`` actions act on
-the Prefect server (deployments, flow runs, global concurrency limits).
+the Prefect server (deployments, flow runs, global concurrency limits). Plugin action types
+(the ``aios.actions`` entry point group) join ``ACTION_TYPES`` and ``AnyAction``, both built
+once at first use.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import threading
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Discriminator, Tag
 
@@ -24,7 +27,7 @@ from aios.actions.prefect_actions import (
 from aios.actions.process_actions import ProcessKill, ProcessRenice, ProcessSignal
 from aios.actions.simple_actions import CommandRun, EmitEvent, Notify, Wait
 
-ACTION_TYPES: dict[str, type[ActionSpec]] = {
+BUILTIN_ACTION_TYPES: dict[str, type[ActionSpec]] = {
     cls.model_fields["type"].default: cls
     for cls in (
         ConfigUpdate,
@@ -55,35 +58,68 @@ def _action_tag(value: Any) -> str | None:
     return None
 
 
-AnyAction = Annotated[
-    Annotated[ConfigUpdate, Tag("config.update")]
-    | Annotated[ProcessKill, Tag("process.kill")]
-    | Annotated[ProcessSignal, Tag("process.signal")]
-    | Annotated[ProcessRenice, Tag("process.renice")]
-    | Annotated[FilesCleanup, Tag("files.cleanup")]
-    | Annotated[CommandRun, Tag("command.run")]
-    | Annotated[Notify, Tag("notify")]
-    | Annotated[EmitEvent, Tag("event.emit")]
-    | Annotated[Wait, Tag("wait")]
-    | Annotated[DeploymentPause, Tag("prefect.deployment.pause")]
-    | Annotated[DeploymentResume, Tag("prefect.deployment.resume")]
-    | Annotated[DeploymentSetParameters, Tag("prefect.deployment.set_parameters")]
-    | Annotated[FlowRunRetry, Tag("prefect.flow_run.retry")]
-    | Annotated[FlowRunCancel, Tag("prefect.flow_run.cancel")]
-    | Annotated[ConcurrencyLimitSet, Tag("prefect.concurrency_limit.set")],
-    Discriminator(
-        _action_tag,
-        custom_error_type="unknown_action",
-        custom_error_message="unknown action type",
-    ),
-]
+_lock = threading.RLock()
+_built: dict[str, Any] = {}
+
+
+def action_types() -> dict[str, type[ActionSpec]]:
+    """Every action type: the built-ins, then the plugins that loaded."""
+    from aios.plugins import discovery
+
+    with _lock:
+        if "types" not in _built:
+            plugins = discovery.loaded("action")
+            if discovery.discovering():  # asked by a plugin as it loads: not final yet
+                return dict(BUILTIN_ACTION_TYPES)
+            _built["types"] = {**BUILTIN_ACTION_TYPES, **plugins}
+        found: dict[str, type[ActionSpec]] = _built["types"]
+        return found
+
+
+def _union_of(types: dict[str, type[ActionSpec]]) -> Any:
+    members = tuple(Annotated[cls, Tag(name)] for name, cls in types.items())
+    return Annotated[
+        Union[members],  # noqa: UP007 - a union built from a tuple at run time
+        Discriminator(
+            _action_tag,
+            custom_error_type="unknown_action",
+            custom_error_message="unknown action type",
+        ),
+    ]
+
+
+def _union() -> Any:
+    with _lock:
+        if "union" not in _built:
+            types = action_types()
+            if "types" not in _built:  # not final (asked during discovery): not kept either
+                return _union_of(types)
+            _built["union"] = _union_of(types)
+        return _built["union"]
+
+
+if TYPE_CHECKING:
+    ACTION_TYPES: dict[str, type[ActionSpec]]
+    AnyAction = ActionSpec
+else:
+
+    def __getattr__(name: str) -> Any:
+        # Built on first use, so that importing aios.actions does not look for plugins.
+        if name == "ACTION_TYPES":
+            return action_types()
+        if name == "AnyAction":
+            return _union()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTION_TYPES",
     "ALIASES",
+    "BUILTIN_ACTION_TYPES",
     "ActionContext",
     "ActionPlan",
     "ActionSpec",
     "AnyAction",
     "Risk",
+    "action_types",
 ]

@@ -1,19 +1,71 @@
 """What is known about each agent: state, since when, success rate, last error, processes.
 
-``pick_agent`` chooses an idle, healthy agent for new work.
+``pick_agent`` chooses an idle, healthy agent for new work. ``AgentRegistry`` holds the agent
+types AIOS runs as flows beside its own: registered in code or by ``aios.agents`` entry points.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import orjson
 
 from aios.agents.lifecycle import SOURCE as LIFECYCLE_SOURCE
+from aios.errors import InputError
 from aios.observe.agents import agent_tasks
+from aios.plugins.checks import agent_problem
+from aios.plugins.discovery import loaded, require
+
+
+class AgentRegistry:
+    """Agent types by name: ``AgentRegistry.register("my_agent", MyAgentClass)`` (the seeds'
+    form) and every agent the ``aios.agents`` entry point group provides. A type is a class
+    like ``aios.plugins.PluginAgent``: ``run(context) -> dict``, ``schedule``, ``in_dag``.
+    Registering in code reaches only this process; an entry point reaches every AIOS process
+    (``aios up``'s deployments, the orchestrator)."""
+
+    _registered: ClassVar[dict[str, type]] = {}
+
+    @classmethod
+    def register(cls, name: str, agent_type: type) -> type:
+        """Add ``agent_type`` as ``name``; InputError when it is not an agent type or the name
+        is taken. Returns the class, so it can be used as a decorator's result."""
+        problem = agent_problem(name, agent_type)
+        if problem:
+            raise InputError(problem)
+        taken = cls._registered.get(name) or loaded("agent").get(name)
+        if taken is not None and taken is not agent_type:
+            raise InputError(f"agent type {name!r} is already {taken.__module__}.{taken.__name__}")
+        cls._registered[name] = agent_type
+        return agent_type
+
+    @classmethod
+    def unregister(cls, name: str) -> None:
+        cls._registered.pop(name, None)
+
+    @classmethod
+    def all(cls) -> dict[str, type]:
+        """Every agent type: entry points first, then those registered in code."""
+        return {**loaded("agent"), **cls._registered}
+
+    @classmethod
+    def get(cls, name: str) -> type:
+        """The agent type ``name``; PluginError saying why when there is none."""
+        found = cls._registered.get(name)
+        return found if found is not None else require("agent", name)
+
+    @classmethod
+    def in_dag(cls) -> dict[str, type]:
+        """The agent types the orchestrator runs after its own stages, in name order."""
+        return {n: t for n, t in sorted(cls.all().items()) if getattr(t, "in_dag", False)}
+
+    @classmethod
+    def scheduled(cls) -> dict[str, type]:
+        """The agent types that have their own deployment, in name order."""
+        return {n: t for n, t in sorted(cls.all().items()) if getattr(t, "schedule", None)}
 
 
 @dataclass

@@ -25,6 +25,7 @@ from aios.cli import (
     observe_cmd,
     orchestration_cmd,
     playbooks_cmd,
+    plugins_cmd,
     score_cmd,
 )
 from aios.cli.output import console, err_console, event_json, print_json
@@ -48,6 +49,7 @@ app.command("agents")(observe_cmd.agents)
 app.add_typer(observe_cmd.ingest_app, name="ingest")
 app.add_typer(approvals_cmd.app, name="approvals")
 app.add_typer(lessons_cmd.app, name="lessons")
+app.add_typer(plugins_cmd.app, name="plugins")
 app.command("up")(orchestration_cmd.up)
 app.command("run")(orchestration_cmd.run)
 app.command("deploy")(orchestration_cmd.deploy)

@@ -6,7 +6,8 @@ A cycle collects a host snapshot and the agents' processes (``host.metrics`` and
 (``agent.degraded``) and baseline anomalies (``anomaly.detected`` / ``anomaly.cleared``),
 moves agents through their lifecycle (``agent.state_changed``), records the score
 (``score.updated`` and its alerts) and, once a UTC day, a baseline snapshot of key metrics
-(``baseline.snapshot``). The cycle itself is tracked as a task of the agent ``aios.monitor``.
+(``baseline.snapshot``). Plugin collectors add their events (``aios.plugins.collectors``). The
+cycle itself is tracked as a task of the agent ``aios.monitor``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aios.observe.detect import active_anomalies, anomaly_events, baselines, bur
 from aios.observe.host import HostCollector, HostSnapshot
 from aios.observe.inbox import InboxReport, ingest_inbox
 from aios.observe.thresholds import active_highs, evaluate, readings
+from aios.plugins.collectors import run_collectors
 from aios.score.engine import compute
 from aios.score.record import record
 from aios.store import open_store
@@ -178,6 +180,7 @@ def run_cycle(
 
         step("observe", observe)
         step("inbox", inbox)
+        step("plugins", lambda: run_collectors(bus, paths, config, at, snapshot.host, SOURCE))
         step("detect", detect)
         step("lifecycle", lambda: run_lifecycle(bus, paths, at, settings.blocked_cooldown))
         if settings.record_score:

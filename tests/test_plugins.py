@@ -1,0 +1,570 @@
+"""Plugins: discovery that isolates each entry point, then the example package of
+``examples/aios-plugin-example`` installed for real and every kind proved end to end.
+
+The example is installed into a directory of its own, put on ``PYTHONPATH`` of the processes
+that use it: installed into this virtualenv it would change what every other test sees (the
+orchestrator's stages, the schema). Those processes run functions of this module
+(``scenario_*``) or the ``aios`` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pytest
+import yaml
+
+from aios.actions import ActionSpec, Risk
+from aios.errors import InputError
+from aios.home import HomePaths
+from aios.plugins import PluginAgent, Schedule, discovery
+from aios.plugins.discovery import PluginRecord, load_all
+from aios.plugins.memory import protocol_problems
+from tests.conftest import AIOS_BIN
+from tests.orchestration_helpers import (
+    Workspace,
+    aios_cli,
+    aios_env,
+    artifacts_of,
+    events_of,
+    flow_run,
+)
+
+PROJECT = Path(__file__).resolve().parent.parent
+EXAMPLE = PROJECT / "examples" / "aios-plugin-example"
+MARK = "@@result@@"
+
+
+# ------------------------------------------------------------ plugins defined here (unit tests)
+class AcmeRestart(ActionSpec):
+    """A plugin action that tries to go below its own floor."""
+
+    type: Literal["acme.restart"] = "acme.restart"
+    service: str
+    risk_floor: ClassVar[Risk] = Risk.MEDIUM
+
+    def floor(self) -> Risk:
+        return Risk.LOW
+
+
+class ProcessRestart(AcmeRestart):
+    type: Literal["process.restart"] = "process.restart"  # type: ignore[assignment]
+
+
+class Unnamespaced(AcmeRestart):
+    type: Literal["restart"] = "restart"  # type: ignore[assignment]
+
+
+class LooseType(ActionSpec):
+    type: str = "acme.loose"
+
+
+def not_a_class() -> None:
+    """What an entry point of the wrong kind points at."""
+
+
+class Auditor(PluginAgent):
+    name = "acme_auditor"
+    schedule = Schedule(interval_s=600)
+    in_dag = True
+
+    def run(self, context: Any) -> dict[str, Any]:
+        return {"ok": True}
+
+
+class MonitorImpostor(Auditor):
+    name = "monitor"
+
+
+class SecondAuditor(Auditor):
+    """Another class under the first one's name."""
+
+
+def good_collector(ctx: Any) -> list[dict[str, Any]]:
+    return [{"type": "acme.tick", "labels": {"host": ctx.host}}]
+
+
+def raising_collector(ctx: Any) -> list[dict[str, Any]]:
+    raise RuntimeError("the queue broker is down")
+
+
+def junk_collector(ctx: Any) -> Any:
+    return [{"type": "acme.ok"}, {"payload": "no type"}]
+
+
+def point(group: str, name: str, attr: str) -> EntryPoint:
+    return EntryPoint(name=name, value=f"tests.test_plugins:{attr}", group=group)
+
+
+def records(kind: discovery.Kind, *points: EntryPoint) -> list[PluginRecord]:
+    return load_all({kind: list(points)})
+
+
+# ------------------------------------------------------------------ discovery, in this process
+def test_a_good_plugin_loads_and_says_where_it_came_from() -> None:
+    [record] = records("action", point("aios.actions", "acme.restart", "AcmeRestart"))
+    assert record.status == "loaded" and record.obj is AcmeRestart
+    assert record.to_dict() == {
+        "kind": "action",
+        "name": "acme.restart",
+        "group": "aios.actions",
+        "entry_point": "tests.test_plugins:AcmeRestart",
+        "distribution": None,  # a bare entry point here; installed ones name theirs
+        "version": None,
+        "status": "loaded",
+        "error": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "attr", "reason"),
+    [
+        ("action", "acme.gone", "Missing", "AttributeError"),
+        ("action", "acme.fn", "not_a_class", "not an aios.actions.ActionSpec subclass"),
+        ("action", "process.restart", "ProcessRestart", "the namespace 'process' is AIOS's own"),
+        ("action", "restart", "Unnamespaced", "must be namespaced"),
+        ("action", "acme.loose", "LooseType", "must be a Literal"),
+        ("action", "acme.other", "AcmeRestart", "but the action's type is 'acme.restart'"),
+        ("probe", "acme.depth", "AcmeRestart", "not an aios.plugins.ProbePlugin"),
+        ("collector", "acme.cls", "Auditor", "not <class"),
+        ("memory_backend", "redis", "not_a_class", "must be namespaced"),
+        ("memory_backend", "json", "not_a_class", "must be namespaced"),
+        ("agent", "monitor", "MonitorImpostor", "is a built-in flow's"),
+        ("agent", "acme_other", "Auditor", "its class says 'acme_auditor'"),
+        ("agent", "acme_auditor", "not_a_class", "an agent type is a class"),
+    ],
+)
+def test_a_bad_plugin_is_recorded_as_failed_with_the_reason(
+    kind: discovery.Kind, name: str, attr: str, reason: str
+) -> None:
+    [record] = records(kind, point(discovery.GROUPS[kind], name, attr))
+    assert record.status == "failed" and record.obj is None
+    assert record.error is not None and reason in record.error, record.error
+
+
+def test_an_import_error_or_exit_stays_in_its_record_and_the_rest_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "acme_exiting_plugin.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = records(
+        "action",
+        EntryPoint("acme.broken", "tests.no_such_module:Thing", "aios.actions"),
+        EntryPoint("acme.exiting", "acme_exiting_plugin:Thing", "aios.actions"),
+        point("aios.actions", "acme.restart", "AcmeRestart"),
+    )
+    assert [(r.name, r.status, r.error) for r in found] == [
+        ("acme.broken", "failed", "ModuleNotFoundError: No module named 'tests.no_such_module'"),
+        ("acme.exiting", "failed", "SystemExit: 3"),
+        ("acme.restart", "loaded", None),
+    ]
+
+
+def test_the_second_plugin_with_a_name_is_refused_naming_the_first() -> None:
+    first = point("aios.actions", "acme.restart", "AcmeRestart")
+    second = EntryPoint("acme.restart", "tests.test_plugins:AcmeRestart", "aios.actions")
+    found = records("action", first, second)
+    assert [r.status for r in found] == ["loaded", "failed"]
+    assert "already provided by tests.test_plugins:AcmeRestart" in str(found[1].error)
+
+
+def test_a_plugin_action_cannot_go_below_its_declared_floor() -> None:
+    [record] = records("action", point("aios.actions", "acme.restart", "AcmeRestart"))
+    action = record.obj(service="web")
+    assert action.floor() is Risk.MEDIUM  # its own floor() said low
+
+
+def test_agent_registry_takes_the_seeds_form_and_refuses_what_is_not_an_agent() -> None:
+    from aios.agents.registry import AgentRegistry
+
+    try:
+        assert AgentRegistry.register("acme_auditor", Auditor) is Auditor
+        assert AgentRegistry.get("acme_auditor") is Auditor
+        assert "acme_auditor" in AgentRegistry.in_dag()
+        assert "acme_auditor" in AgentRegistry.scheduled()
+        with pytest.raises(InputError, match="built-in flow"):
+            AgentRegistry.register("monitor", MonitorImpostor)
+        with pytest.raises(InputError, match="is a class"):
+            AgentRegistry.register("acme_fn", not_a_class)  # type: ignore[arg-type]
+        with pytest.raises(InputError, match="already"):
+            AgentRegistry.register("acme_auditor", SecondAuditor)
+    finally:
+        AgentRegistry.unregister("acme_auditor")
+    assert "acme_auditor" not in AgentRegistry.all()
+
+
+def test_the_protocol_check_knows_a_backend_from_an_incomplete_one(tmp_path: Path) -> None:
+    from aios.memory.json_backend import JsonBackend
+    from aios.memory.records import MemoryBackend
+
+    assert protocol_problems(JsonBackend(tmp_path), MemoryBackend) == []
+
+    class Partial:
+        name = "acme.partial"
+
+        def get(self, collection: str) -> list[Any]:
+            return []
+
+    problems = protocol_problems(Partial(), MemoryBackend)
+    assert "no upsert" in problems and "no drop" in problems
+    assert any(p.startswith("get(") for p in problems), problems
+
+
+def test_collectors_that_raise_or_return_junk_are_reported_and_the_cycle_goes_on(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aios
+    from aios.config import load_config
+    from aios.observe.monitor import run_cycle
+
+    found = records(
+        "collector",
+        point("aios.collectors", "acme.good", "good_collector"),
+        point("aios.collectors", "acme.raising", "raising_collector"),
+        point("aios.collectors", "acme.junk", "junk_collector"),
+    )
+    monkeypatch.setattr(discovery, "_found", found)
+    report = run_cycle(aios.bus(), home, load_config(home))
+    assert report.failed_steps == []
+    ticks = events_of(home, "type = 'acme.tick'")
+    assert [(t[1], t[2]) for t in ticks] == [("plugin.acme.good", {})]
+    failed = {p["plugin"]: p for _, _, p, _ in events_of(home, "type = 'plugin.failed'")}
+    assert set(failed) == {"acme.raising", "acme.junk"}
+    assert failed["acme.raising"]["error"] == "RuntimeError: the queue broker is down"
+    assert "invalid event" in failed["acme.junk"]["error"]
+    assert "type" in failed["acme.junk"]["error"]
+    assert events_of(home, "type = 'acme.ok'") == []  # a batch with junk in it: none of it
+    assert events_of(home, "type = 'host.metrics'")  # the cycle's own work was done
+
+
+# ------------------------------------------------------------------ the example, installed
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example package installed (pip, no network) into a directory of its own."""
+    base = tmp_path_factory.mktemp("plugin")
+    source = base / "src"
+    # Built from a copy: pip would leave build/ and *.egg-info in the repository.
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    site = base / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return site
+
+
+def plugin_env(
+    site: Path, home: HomePaths, api_url: str | None = None, **extra: str
+) -> dict[str, str]:
+    path = os.pathsep.join([str(site), str(PROJECT)])
+    return aios_env(home, api_url, {"PYTHONPATH": path, **extra})
+
+
+def run_aios(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``aios`` command with ``env``."""
+    return subprocess.run(
+        [str(AIOS_BIN), *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def in_child(env: dict[str, str], scenario: str, *args: Any) -> Any:
+    """Run ``scenario(*args)`` of this module in a fresh interpreter with ``env``; its result."""
+    code = (
+        "import json, sys\n"
+        "from tests import test_plugins\n"
+        f"result = test_plugins.{scenario}(*json.loads(sys.argv[1]))\n"
+        f"print({MARK!r} + json.dumps(result, default=str))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.rsplit(MARK, 1)[1])
+
+
+def marker_playbook(root: Path, *, expect: str, risk: str = "low") -> dict[str, Any]:
+    return {
+        "id": "mark_it",
+        "trigger": {"type": "resource.high"},
+        "actions": [
+            {"type": "example.touch_marker", "path": f"{root}/${{labels.host}}.mark", "text": "hi"}
+        ],
+        "risk": risk,
+        "verify": {
+            "probe": "example.file_count",
+            "directory": str(root),
+            "pattern": "*.mark",
+            "expect": expect,
+            "within": "0.3s",
+            "interval": "0.1s",
+        },
+    }
+
+
+def scenario_reactor(root: str) -> dict[str, Any]:
+    """The example action and probe through the real reactor: a verify that passes, one that
+    fails (rolled back), and a denial."""
+    import aios
+    from aios.playbooks.matcher import PlaybookIndex
+    from aios.playbooks.model import Playbook
+    from aios.reactor.approval import PolicyApprover
+    from aios.reactor.engine import Reactor, ReactorSettings
+
+    folder = Path(root)
+    settings = ReactorSettings(HomePaths.current(), allowed_roots=(folder,))
+    found: dict[str, Any] = {}
+    cases = [("held", ">=1", True), ("failed", ">=5", True), ("no", "==1", False)]
+    for case, expect, approve in cases:
+        playbook = Playbook.model_validate(marker_playbook(folder, expect=expect))
+        found["effective_risk"] = playbook.effective_risk().value
+        found["needs_approval"] = playbook.needs_approval()
+        reactor = Reactor(PlaybookIndex([playbook]), aios.bus(), settings, PolicyApprover(approve))
+        event = aios.emit("resource.high", {"value": 95}, labels={"host": f"web-{case}"})
+        [outcome] = reactor.process(event)
+        found[case] = {
+            "status": outcome.status,
+            "markers": sorted(p.name for p in folder.glob("*.mark")),
+            "types": [e.type for e in aios.bus().log.events() if e.correlation_id == event.id],
+        }
+        for marker in folder.glob("*.mark"):
+            marker.unlink()
+    return found
+
+
+def test_a_playbook_with_the_example_action_validates_runs_verifies_and_rolls_back(
+    plugin_site: Path, home: HomePaths, root: Path
+) -> None:
+    found = in_child(plugin_env(plugin_site, home), "scenario_reactor", str(root))
+    assert found["effective_risk"] == "medium" and found["needs_approval"]  # declared low
+    assert found["held"]["status"] == "succeeded"
+    assert found["held"]["markers"] == ["web-held.mark"]
+    assert found["held"]["types"][-2:] == ["verify.passed", "remediation.finished"]
+    assert found["failed"]["status"] == "rolled_back"
+    assert found["failed"]["markers"] == []  # the marker was removed again
+    assert {"verify.failed", "rollback.completed"} <= set(found["failed"]["types"])
+    assert found["no"]["markers"] == [] and "action.started" not in found["no"]["types"]
+    [(_, _, rolled, _)] = events_of(home, "type = 'rollback.completed'")
+    assert rolled["restored"] == f"removed the marker {root}/web-failed.mark"
+
+
+def test_playbooks_using_plugins_validate_like_any_other(
+    plugin_site: Path, home: HomePaths, tmp_path: Path
+) -> None:
+    env = plugin_env(plugin_site, home)
+
+    def validate(playbook: dict[str, Any]) -> dict[str, Any]:
+        path = tmp_path / "book.yaml"
+        path.write_text(yaml.safe_dump(playbook))
+        done = run_aios(env, "playbooks", "validate", str(path), "--json")
+        assert done.returncode in (0, 1), done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    good = marker_playbook(tmp_path, expect=">=1")
+    assert validate(good)["ok"] is True
+    bad_action = {**good, "actions": [{"type": "example.touch_marker", "path": 5}]}
+    [problem] = validate(bad_action)["problems"]
+    assert problem["field"] == "actions[0].path" and "valid string" in problem["message"]
+    assert problem["line"] is not None
+    bad_probe = {**good, "verify": {**good["verify"], "directory": 3}}
+    [problem] = validate(bad_probe)["problems"]
+    assert "probe example.file_count: directory: Input should be a valid string" in str(problem)
+    unknown = {**good, "actions": [{"type": "example.broken"}]}
+    [problem] = validate(unknown)["problems"]
+    assert "example.touch_marker" in problem["message"]  # the known types, plugins included
+    schema = run_aios(env, "playbooks", "schema")
+    assert schema.returncode == 0 and '"example.touch_marker"' in schema.stdout
+
+
+def test_the_collectors_events_appear_after_a_real_monitor_cycle(
+    plugin_site: Path, home: HomePaths
+) -> None:
+    done = run_aios(plugin_env(plugin_site, home), "monitor", "--once", "--json")
+    assert done.returncode == 0, done.stderr
+    [(_, source, payload, _)] = events_of(home, "type = 'example.heartbeat'")
+    assert source == "plugin.example.heartbeat" and "cycle_at" in payload
+    assert events_of(home, "type = 'plugin.failed'") == []
+
+
+def scenario_memory() -> dict[str, Any]:
+    """The example backend selected by name, checked against the protocol, and used by a
+    palace the way the palace's own tests use the built-in backends."""
+    import aios
+    from aios.config import load_config
+    from aios.memory.embedding import embedder
+    from aios.memory.palace import MemoryPalace
+    from aios.memory.records import MemoryBackend
+    from aios.plugins.memory import plugin_backend
+
+    paths = HomePaths.current()
+    backend = plugin_backend("example.memory", paths, load_config(paths))
+    palace = MemoryPalace(backend, embedder("hash"), bus=aios.bus(), paths=paths)
+    palace.store("pg-refused", "postgres refused connections after the upgrade")
+    palace.store("disk-full", {"text": "no space left on /var", "fix": "cleanup"})
+    palace.store("api-429", "rate limited by the LLM provider", metadata={"state": "verified"})
+    got = palace.get("disk-full")
+    return {
+        "problems": protocol_problems(backend, MemoryBackend),
+        "count": palace.count(),
+        "best": [m.key for m in palace.query("database connection refused", top_k=2)],
+        "value": got.value if got else None,
+        "verified": [m.key for m in palace.query("limits", 3, where={"state": "verified"})],
+        "deleted": [palace.delete("disk-full"), palace.delete("disk-full")],
+        "after": palace.count(),
+    }
+
+
+def test_the_example_memory_backend_satisfies_the_protocol_and_serves_a_palace(
+    plugin_site: Path, home: HomePaths
+) -> None:
+    found = in_child(plugin_env(plugin_site, home), "scenario_memory")
+    assert found["problems"] == []
+    assert found["count"] == 3 and found["best"][0] == "pg-refused"
+    assert found["value"] == {"fix": "cleanup", "text": "no space left on /var"}
+    assert found["verified"] == ["api-429"]
+    assert found["deleted"] == [True, False] and found["after"] == 2
+
+
+def scenario_deployment() -> dict[str, Any]:
+    """The example agent as its own deployment definition, and one run of its flow."""
+    from prefect import Flow
+    from prefect.flows import load_flow_from_entrypoint
+
+    from deployments.definitions import all_deployments, plugin_deployments, runner_deployments
+    from deployments.prefect_yaml import PATH, render
+
+    [spec] = plugin_deployments()
+    by_file: Flow[..., Any] = load_flow_from_entrypoint(str(PROJECT / spec.entrypoint))
+    [runner] = runner_deployments([spec])
+    flow = spec.load_flow()
+    state = flow(return_state=True)
+    return {
+        "agent": spec.agent,
+        "full_name": spec.full_name,
+        "schedule": spec.schedule_text(),
+        "flow_names": [flow.name, by_file.name],
+        "runner": [
+            runner.name,
+            runner.entrypoint,
+            [s.schedule.interval.total_seconds() for s in runner.schedules],
+        ],
+        "served": spec in all_deployments(),
+        "prefect_yaml_unchanged": PATH.read_text() == render(),
+        "run": [str(state.state_details.flow_run_id), state.result()],
+    }
+
+
+def test_the_example_agent_is_a_deployment_of_its_own(
+    plugin_site: Path, home: HomePaths, prefect_server: str
+) -> None:
+    found = in_child(plugin_env(plugin_site, home, prefect_server), "scenario_deployment")
+    assert found["agent"] == "example_auditor"
+    assert found["full_name"] == "aios-example_auditor/aios"
+    assert found["schedule"] == "every 60 min"
+    assert found["flow_names"] == ["aios-example_auditor", "aios-example_auditor"]
+    name, entrypoint, intervals = found["runner"]
+    assert name == "aios" and entrypoint == "flows.plugin_agent.plugin_example_auditor"
+    assert intervals == [3600.0]
+    assert found["served"] and found["prefect_yaml_unchanged"]
+    run_id, result = found["run"]
+    assert result["previous"] == [] and result["events"] >= 1
+    assert flow_run(run_id).state.is_completed()
+    assert "aios-example-auditor-result" in artifacts_of(run_id)
+
+
+def test_the_example_agent_runs_in_the_orchestrators_dag(
+    plugin_site: Path, home: HomePaths, prefect_server: str, ws: Workspace
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    env = plugin_env(plugin_site, home, prefect_server, **ws.env())
+    done = run_aios(env, "run", "orchestrator", "--json")
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout)
+    audit = result["plugins"]["example_auditor"]
+    assert audit["previous"] == sorted(result["learner"])  # the learner's result, passed on
+    assert "host.metrics" in audit["by_type"]  # it saw what the monitor stage recorded
+    [(_, source, payload, _)] = events_of(home, "type = 'example.audited'")
+    assert source == "example.auditor" and payload["events"] == audit["events"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["aios-example_auditor"]))
+        )
+        [stage] = [r for r in runs if r.parent_task_run_id is not None]  # a subflow's run
+        parent = client.read_task_run(stage.parent_task_run_id)  # type: ignore[arg-type]
+        assert parent.flow_run_id is not None
+        orchestrator = client.read_flow_run(parent.flow_run_id)
+        parent_flow = client.read_flow(orchestrator.flow_id)
+    assert parent_flow.name == "aios-orchestrator"
+    assert stage.state is not None and stage.state.is_completed() and "aios" in stage.tags
+    assert "aios-example-auditor-result" in artifacts_of(str(stage.id))
+
+
+def test_aios_plugins_list_shows_each_plugin_and_the_broken_one_with_its_reason(
+    plugin_site: Path, home: HomePaths
+) -> None:
+    env = plugin_env(plugin_site, home)
+    listed = run_aios(env, "plugins", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    found = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert {n: (r["kind"], r["status"]) for n, r in found.items()} == {
+        "example.broken": ("action", "failed"),
+        "example.touch_marker": ("action", "loaded"),
+        "example.file_count": ("probe", "loaded"),
+        "example.heartbeat": ("collector", "loaded"),
+        "example.memory": ("memory_backend", "loaded"),
+        "example_auditor": ("agent", "loaded"),
+    }
+    broken = found["example.broken"]
+    assert broken["error"] == (
+        "ModuleNotFoundError: No module named 'aios_plugin_example_missing_dependency'"
+    )
+    assert broken["entry_point"] == "aios_plugin_example.broken:BrokenAction"
+    assert {(r["distribution"], r["version"]) for r in found.values()} == {
+        ("aios-plugin-example", "0.1.0")
+    }
+    table = run_aios(env, "plugins", "list")
+    assert table.returncode == 0 and "failed: ModuleNotFoundError" in table.stdout
+    for command in (
+        ["emit", "test.ping"],
+        ["events", "verify"],
+        ["playbooks", "list"],
+        ["playbooks", "validate"],
+        ["score"],
+        ["agents"],
+    ):
+        done = run_aios(env, *command)
+        assert done.returncode == 0, (command, done.stderr)
+        assert "Traceback" not in done.stderr, (command, done.stderr)
+
+
+def test_without_plugins_the_list_is_empty(home: HomePaths) -> None:
+    done = aios_cli("plugins", "list", "--json", home=home, api_url=None)
+    assert done.returncode == 0 and json.loads(done.stdout) == []
