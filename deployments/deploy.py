@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from aios.prefect_api import HttpPrefectAPI
-from deployments.definitions import DEPLOYMENT_NAME, DEPLOYMENTS, PROJECT_ROOT, TAG
+from deployments.definitions import DEPLOYMENT_NAME, PROJECT_ROOT, TAG, all_deployments
 
 
 def deploy_to_pool(pool: str, api_url: str, *, max_remediations: int = 3) -> list[dict[str, Any]]:
@@ -31,7 +31,7 @@ def deploy_to_pool(pool: str, api_url: str, *, max_remediations: int = 3) -> lis
         if api.read_concurrency_limit(REMEDIATION_LIMIT) is None:
             api.upsert_concurrency_limit(REMEDIATION_LIMIT, max_remediations)
     done = []
-    for spec in DEPLOYMENTS:
+    for spec in all_deployments():
         flow: Any = Flow.from_source(source=str(PROJECT_ROOT), entrypoint=spec.entrypoint)
         deployment_id = flow.deploy(
             name=DEPLOYMENT_NAME,

@@ -180,16 +180,17 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
 
     from aios.runtime import default_bus
     from blocks.aios_settings import AIOSSettings, effective_config
-    from deployments.definitions import DEPLOYMENTS, REACTOR, runner_deployments
+    from deployments.definitions import REACTOR, all_deployments, runner_deployments
     from deployments.watch import WatcherRunningError, watcher_lock_path
     from deployments.watcher import EventWatcher, reactor_starter
     from tasks.remediate import REMEDIATION_LIMIT
 
     _log_to_stderr()
+    specs = all_deployments()  # AIOS's, then those of installed plugin agents
     config = effective_config(paths)
     AIOSSettings.register_type_and_schema()
     with HttpPrefectAPI(endpoints.api_url) as api:
-        _refuse_pool_deployments(api, [spec.full_name for spec in DEPLOYMENTS])
+        _refuse_pool_deployments(api, [spec.full_name for spec in specs])
         if api.read_concurrency_limit(REMEDIATION_LIMIT) is None:
             api.upsert_concurrency_limit(
                 REMEDIATION_LIMIT, config.orchestration.max_concurrent_remediations
@@ -198,7 +199,7 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
         name="aios", query_seconds=RUNNER_POLL_S, limit=RUNNER_LIMIT, pause_on_shutdown=True
     )
     ids: dict[str, Any] = {}
-    for spec, deployment in zip(DEPLOYMENTS, runner_deployments(), strict=True):
+    for spec, deployment in zip(specs, runner_deployments(specs), strict=True):
         ids[spec.agent] = runner.add_deployment(deployment)
     reactor_id = ids[REACTOR.agent]
 
@@ -226,7 +227,7 @@ def _serve(paths: HomePaths, endpoints: Endpoints, console: Console, started: fl
         chroma_url = os.environ.get("AIOS_CHROMA_URL")
         if chroma_url:
             console.print(f"  Chroma:     {chroma_url}")
-        for spec in DEPLOYMENTS:
+        for spec in specs:
             console.print(f"  {spec.full_name:<28} {spec.schedule_text()}")
         console.print("  urgent (P0/P1) events start aios-reactor/aios at once")
         console.print("Ctrl-C stops it.")

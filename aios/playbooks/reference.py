@@ -9,7 +9,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
-from aios.actions import ACTION_TYPES
+from aios.actions import BUILTIN_ACTION_TYPES
 from aios.durations import format_duration
 from aios.playbooks.conditions import OPERATORS
 from aios.probes import PROBES, SEED_CHECKS
@@ -59,7 +59,7 @@ def _params(cls: Any) -> str:
 def render() -> str:
     lines = [BEGIN, "", "#### Actions", ""]
     lines += ["| type | risk floor | undo | parameters (* required) |", "|---|---|---|---|"]
-    for name, cls in ACTION_TYPES.items():
+    for name, cls in BUILTIN_ACTION_TYPES.items():  # plugins document themselves
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         floor = cls.risk_floor.value
         undo = "yes" if cls.reversible else "no"
