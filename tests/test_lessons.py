@@ -198,9 +198,8 @@ def test_a_similar_proven_lesson_lends_its_fix(
         remediate(home, root, pb, event)
     extract(home)
     assert lesson(home).state == "verified"
-    failures(
+    failures(  # the writer's own: its lessons may lend it their fixes (tests/test_memory_isolation)
         3,
-        agent="crawler",
         message="tool web_search timed out waiting {n}s for a reply",
         start=now - timedelta(hours=1),
     )
@@ -260,12 +259,14 @@ WRITER_ONLY = {
 def proven_lesson(
     home: HomePaths, root: Path, config_file: Path, shipped: Path, times: int
 ) -> Playbook:
-    """A fix written for the writer's timeouts, verified ``times`` times: a proven lesson."""
+    """A fix written for the writer's timeouts, verified ``times`` times: a proven lesson, and a
+    shared one (the reader had the same failure), so any agent's like failure may use it."""
     pb = fixes(config_file, "raise_interval", trigger=WRITER_ONLY, limits=LIMITS)
     (shipped / "raise_interval.json").write_text(
         json.dumps(pb.model_dump(mode="json", exclude_none=True))
     )
     start = datetime.now(UTC) - timedelta(hours=3)
+    failures(1, agent="reader", start=start - timedelta(minutes=5))
     for event in failures(max(times, 3), start=start)[:times]:
         config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
         assert remediate(home, root, pb, event).status == "succeeded"

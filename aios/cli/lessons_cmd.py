@@ -1,5 +1,6 @@
 """``aios lessons``: extract lessons from the history, list them, find them by meaning, show
-one with its history, rebuild the index."""
+one with its history, rebuild the index; as the operator (everything) or as one agent sees them
+(``--agent``: its own lessons and the shared ones)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ from aios.errors import InputError
 
 app = typer.Typer(help="Lessons learnt from repeated failures.", no_args_is_help=True)
 STATES = ("draft", "verified", "hardened")
+AgentOption = Annotated[
+    str | None,
+    typer.Option(
+        "--agent",
+        help="Only what this agent sees: its own lessons and the shared ones (`shared`: those).",
+    ),
+]
+
+
+def _agent(agent: str | None) -> str | None:
+    from aios.memory.access import check_agent
+
+    return None if agent is None else check_agent(agent, "--agent")
 
 
 def _fix(fix: dict[str, Any] | None) -> str:
@@ -52,6 +66,7 @@ def list_lessons(
         str | None, typer.Option(help="Only lessons in this state: draft, verified, hardened.")
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 100,
+    agent: AgentOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The lessons, most recently changed first."""
@@ -61,7 +76,7 @@ def list_lessons(
     if state is not None and state not in STATES:
         raise InputError(f"--state {state!r}: one of {', '.join(STATES)}")
     with open_store() as con:
-        lessons = read_lessons(con, state=state, limit=limit)
+        lessons = read_lessons(con, state=state, limit=limit, agent=_agent(agent))
     if as_json:
         print_json([lesson.to_dict() for lesson in lessons])
         return
@@ -70,10 +85,11 @@ def list_lessons(
         return
     console.print(
         rows_table(
-            ["id", "state", "seen", "signature", "fix", "ok/failed"],
+            ["id", "owner", "state", "seen", "signature", "fix", "ok/failed"],
             [
                 (
                     lesson.lesson_id,
+                    lesson.owner,
                     lesson.state,
                     lesson.count,
                     lesson.signature,
@@ -93,18 +109,20 @@ def search(
     proven: Annotated[
         bool, typer.Option("--proven", help="Only verified and hardened lessons.")
     ] = False,
+    agent: AgentOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """The lessons most similar to TEXT, best first, with their similarity (1 is identical)."""
     from aios.lessons.index import LessonIndex
 
-    hits = LessonIndex.open().similar(text, top, proven_only=proven)
+    hits = LessonIndex.open().similar(text, top, proven_only=proven, agent=_agent(agent))
     if as_json:
         print_json(
             [
                 {
                     "lesson_id": h.lesson_id,
                     "similarity": round(h.similarity, 4),
+                    "owner": h.owner,
                     "state": h.state,
                     "signature": h.signature,
                     "fix": h.fix,
@@ -118,8 +136,11 @@ def search(
         return
     console.print(
         rows_table(
-            ["similarity", "id", "state", "signature", "fix"],
-            [(f"{h.similarity:.2f}", h.lesson_id, h.state, h.signature, _fix(h.fix)) for h in hits],
+            ["similarity", "id", "owner", "state", "signature", "fix"],
+            [
+                (f"{h.similarity:.2f}", h.lesson_id, h.owner, h.state, h.signature, _fix(h.fix))
+                for h in hits
+            ],
         )
     )
 
@@ -127,14 +148,21 @@ def search(
 @app.command()
 def show(
     lesson_id: Annotated[str, typer.Argument(help="The lesson's id (or a unique prefix).")],
+    agent: AgentOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """One lesson: symptom, counts, fix, state, and every change to it."""
+    """One lesson: symptom, counts, fix, state, owner, and every change to it."""
     from aios.lessons.projection import lesson_history, read_lessons
     from aios.store import open_store
 
     with open_store() as con:
-        found = [lesson for lesson in read_lessons(con) if lesson.lesson_id.startswith(lesson_id)]
+        # An agent's view matches prefixes among what it sees: another agent's lesson is
+        # "no such lesson" to it, as one that does not exist.
+        found = [
+            lesson
+            for lesson in read_lessons(con, agent=_agent(agent))
+            if lesson.lesson_id.startswith(lesson_id)
+        ]
         if len(found) != 1:
             raise InputError(
                 f"{lesson_id!r}: no such lesson"
@@ -152,6 +180,7 @@ def show(
         ("symptom", lesson.symptom),
         ("seen", f"{lesson.count} times, {lesson.first_seen} .. {lesson.last_seen}"),
         ("agents", ", ".join(lesson.agents) or "-"),
+        ("owner", lesson.owner),
         ("fix", _fix(lesson.fix) + (f": {lesson.fix['evidence']}" if lesson.fix else "")),
         ("record", f"{lesson.successes} verified, {lesson.failures} failed"),
     ):

@@ -1,12 +1,6 @@
-"""Applying lessons: a new failure like a proven lesson's is offered that lesson's fix.
-
-``ProvenFixes`` looks a failure up in the lesson index (verified and hardened lessons only) and
-returns the fix of the most similar one at or above the similarity threshold, as a
-``LessonFix`` the reactor can run: automatically when the lesson is hardened and the playbook
-is low risk with ``auto_execute``, otherwise after a person approves it with the lesson in
-front of them. ``current_fix`` re-reads the lesson when the fix is about to run, so a lesson
-demoted meanwhile is not applied.
-"""
+"""Applying lessons: a failure like a proven lesson its agent sees (its own, or a shared one) is
+offered that lesson's fix (``ProvenFixes``); ``current_fix`` reads the lesson again before the
+fix runs, so a lesson demoted meanwhile is not applied."""
 
 from __future__ import annotations
 
@@ -15,12 +9,23 @@ from aios.home import HomePaths
 from aios.lessons.index import LessonIndex
 from aios.lessons.projection import read_lessons
 from aios.loop.signatures import signature
+from aios.memory.access import is_agent_name
+from aios.memory.records import SHARED
 from aios.playbooks.matcher import PlaybookIndex
 from aios.reactor.engine import LessonFix
 from aios.store import open_store
 
 PROVEN = ("verified", "hardened")
 FAILURES = ("task.failed",)
+
+
+def agent_of(event: Event) -> str:
+    """The agent a failure is of, as the analyst groups failures (and so lessons): its
+    ``agent`` label, else its source; ``shared`` (it sees the shared lessons only) when that
+    cannot name an agent, as a lesson of such failures is shared."""
+    agent = event.labels.get("agent")
+    agent = agent if agent is not None else event.source
+    return agent if is_agent_name(agent) else SHARED
 
 
 def failure_text(event: Event) -> str | None:
@@ -38,7 +43,10 @@ def failure_text(event: Event) -> str | None:
 
 
 class ProvenFixes:
-    """Finds the proven lesson whose fix fits a failure."""
+    """Finds the proven lesson whose fix fits a failure, in the failing agent's view of the
+    lesson index: the fix of the most similar one at or above ``threshold``, as a ``LessonFix``
+    the reactor runs by itself when the lesson is hardened and the playbook low risk with
+    ``auto_execute``, and otherwise after a person approves it."""
 
     def __init__(self, index: LessonIndex, playbooks: PlaybookIndex, threshold: float) -> None:
         self.index, self.playbooks, self.threshold = index, playbooks, threshold
@@ -47,7 +55,8 @@ class ProvenFixes:
         text = failure_text(event)
         if text is None:
             return None
-        for hit in self.index.similar(text, 3, proven_only=True):
+        agent = agent_of(event)
+        for hit in self.index.similar(text, 3, proven_only=True, agent=agent):
             playbook = (hit.fix or {}).get("playbook")
             if hit.similarity < self.threshold:
                 break  # best first: the rest are less alike

@@ -41,6 +41,7 @@ from aios.lessons.model import (
     Fix,
     Lesson,
     lesson_id,
+    lesson_owner,
 )
 from aios.lessons.projection import read_lessons
 from aios.loop.analyst import FailurePattern, failure_patterns
@@ -119,7 +120,8 @@ def extract_lessons(
         fix = verified.get(pattern.signature)
         if fix is None and (lesson is None or lesson.fix is None):
             threshold = settings.similarity or index.palace.embedding.default_similarity
-            fix = _similar_fix(index, pattern, threshold)
+            agents = sorted(set(pattern.agents) | set(lesson.agents if lesson else []))
+            fix = _similar_fix(index, pattern, threshold, lesson_owner(agents))
         if lesson is None:
             made = _new_lesson(pattern, fix, now)
             if made.fix is None:  # no playbook known to work: the evolution rule, if any
@@ -234,9 +236,13 @@ def _verified_fixes(
     return found
 
 
-def _similar_fix(index: LessonIndex, pattern: FailurePattern, threshold: float) -> Fix | None:
-    """The fix of the most similar verified or hardened lesson, if similar enough."""
-    for hit in index.similar(f"{pattern.signature}\n{pattern.sample}", 3, proven_only=True):
+def _similar_fix(
+    index: LessonIndex, pattern: FailurePattern, threshold: float, owner: str
+) -> Fix | None:
+    """The fix of the most similar verified or hardened lesson, if similar enough, among those
+    ``owner`` (the lesson's owner to be) sees: a lesson never passes on another agent's."""
+    text = f"{pattern.signature}\n{pattern.sample}"
+    for hit in index.similar(text, 3, proven_only=True, agent=owner):
         fix = hit.fix
         if hit.similarity >= threshold and fix and fix.get("playbook"):
             return Fix(

@@ -1,9 +1,6 @@
-"""The lesson index: lessons in the memory palace (collection ``lessons``), found by meaning.
-
-The ``lessons`` table (from the log) is the truth; the index follows it. ``sync`` adds or
-refreshes the lessons that changed since it last ran (all of them when the index is empty, as
-after switching embedding or losing the Chroma directory); ``rebuild`` starts it over.
-"""
+"""The lesson index: lessons in the memory palace (collection ``lessons``), each owned as
+``Lesson.owner`` says, found by meaning as the operator or as one agent. The ``lessons`` table
+(from the log) is the truth; ``sync`` brings the index level with it, ``rebuild`` starts over."""
 
 from __future__ import annotations
 
@@ -15,10 +12,13 @@ from aios.home import HomePaths
 from aios.lessons.model import COLLECTION, Lesson
 from aios.lessons.projection import read_lessons
 from aios.memory.palace import MemoryPalace
+from aios.memory.records import SHARED
 from aios.store import open_store
 from aios.store.consumers import get_position, set_position
 
-INDEX_CONSUMER = "lessons.index"
+# Renamed when what the index keeps changes (owners came with .2): a new name starts at 0, so
+# the next sync stores every lesson again, as it is now.
+INDEX_CONSUMER = "lessons.index.2"
 PROVEN = ("verified", "hardened")
 
 
@@ -29,6 +29,18 @@ class LessonHit:
     state: str
     signature: str
     fix: dict[str, Any] | None
+    owner: str
+
+
+def _entry(lesson: Lesson) -> tuple[str, dict[str, Any], dict[str, str | int | float | bool]]:
+    """What the index stores of ``lesson``: key, value and metadata."""
+    value = {
+        "text": lesson.text,
+        "lesson_id": lesson.lesson_id,
+        "fix": lesson.fix,
+        "state": lesson.state,
+    }
+    return lesson.lesson_id, value, lesson.index_metadata()
 
 
 class LessonIndex:
@@ -38,31 +50,34 @@ class LessonIndex:
         if palace.collection != COLLECTION:
             raise ValueError(f"the lesson index lives in the {COLLECTION!r} collection")
         self.palace = palace
+        self._owners: dict[str, str] | None = None
 
     @classmethod
     def open(cls, paths: HomePaths | None = None, config: AIOSConfig | None = None) -> LessonIndex:
         return cls(MemoryPalace.open(COLLECTION, paths=paths, config=config))
 
     def put(self, lessons: list[Lesson]) -> int:
-        return self.palace.store_many(
-            (
-                lesson.lesson_id,
-                {
-                    "text": lesson.text,
-                    "lesson_id": lesson.lesson_id,
-                    "fix": lesson.fix,
-                    "state": lesson.state,
-                },
-                lesson.index_metadata(),
-            )
-            for lesson in lessons
+        """Store ``lessons`` (again), each owned by its ``owner``; returns how many."""
+        self._owners = None  # what the table says may have changed too
+        by_owner: dict[str, list[Lesson]] = {}
+        for lesson in lessons:
+            by_owner.setdefault(lesson.owner, []).append(lesson)
+        return sum(
+            self.palace.store_many(map(_entry, group), owner=owner)
+            for owner, group in by_owner.items()
         )
 
-    def similar(self, text: str, top_k: int = 5, *, proven_only: bool = False) -> list[LessonHit]:
-        """The lessons most like ``text`` (only verified and hardened ones, when asked)."""
+    def similar(
+        self, text: str, top_k: int = 5, *, proven_only: bool = False, agent: str | None = None
+    ) -> list[LessonHit]:
+        """The lessons most like ``text`` (only verified and hardened ones, when asked); with
+        ``agent``, among those it sees only (its own and the shared ones)."""
         where = {"state": {"$in": list(PROVEN)}} if proven_only else None
+        palace = self.palace if agent is None else self.palace.for_agent(agent)
         hits = []
-        for memory in self.palace.query(text, top_k, where):
+        for memory in palace.query(text, top_k, where):
+            if agent is not None and self._owner(memory.key) not in (agent, SHARED):
+                continue  # the index has not caught up with the table yet (see _owner)
             value = memory.value if isinstance(memory.value, dict) else {}
             hits.append(
                 LessonHit(
@@ -71,9 +86,19 @@ class LessonIndex:
                     str(memory.metadata.get("state", value.get("state", ""))),
                     str(memory.metadata.get("signature", "")),
                     value.get("fix"),
+                    memory.owner,
                 )
             )
         return hits
+
+    def _owner(self, lid: str) -> str | None:
+        """The lesson's owner as the lessons table says (read once). The index follows the
+        table and may lag it (until the next sync after an upgrade it holds every lesson as
+        shared): an agent is shown no lesson the table does not give it."""
+        if self._owners is None:
+            with open_store(self.palace.paths) as con:
+                self._owners = {lesson.lesson_id: lesson.owner for lesson in read_lessons(con)}
+        return self._owners.get(lid)
 
     def sync(self, paths: HomePaths) -> int:
         """Index the lessons that changed since the last sync; returns how many."""

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aios.memory.access import is_agent_name
+from aios.memory.records import SHARED
+
 SOURCE = "aios.lessons"
 STATES = ("draft", "verified", "hardened")
 CREATED = "lesson.created"
@@ -27,6 +30,13 @@ FIX_FAILED = "lesson.fix_failed"  # a failed fix of a draft: nothing lower to go
 JUDGEMENTS = (VERIFIED, HARDENED, CONFIRMED, DEMOTED, FIX_FAILED)
 LESSON_TYPES = (CREATED, UPDATED, *JUDGEMENTS)
 COLLECTION = "lessons"
+
+
+def lesson_owner(agents: list[str]) -> str:
+    """Whose a lesson is: the one agent whose failures made it, else ``shared`` (seen across
+    agents, it is knowledge about the failure rather than about one agent; a failure with no
+    usable agent name has no agent to keep it for either)."""
+    return agents[0] if len(agents) == 1 and is_agent_name(agents[0]) else SHARED
 
 
 def lesson_id(signature: str) -> str:
@@ -71,6 +81,10 @@ class Lesson:
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
+    def owner(self) -> str:
+        return lesson_owner(self.agents)
+
+    @property
     def text(self) -> str:
         """What is embedded: the signature and a real occurrence, so both wordings match."""
         return f"{self.signature}\n{self.symptom}" if self.symptom else self.signature
@@ -83,6 +97,7 @@ class Lesson:
             "symptom": self.symptom,
             "count": self.count,
             "agents": self.agents,
+            "owner": self.owner,
             "first_seen": self.first_seen.isoformat(),
             "last_seen": self.last_seen.isoformat(),
             "fix": self.fix,

@@ -11,7 +11,16 @@ from typing import Any
 import duckdb
 import orjson
 
-from aios.lessons.model import CREATED, JUDGEMENTS, LESSON_TYPES, SOURCE, UPDATED, Lesson
+from aios.lessons.model import (
+    CREATED,
+    JUDGEMENTS,
+    LESSON_TYPES,
+    SOURCE,
+    UPDATED,
+    Lesson,
+    lesson_owner,
+)
+from aios.memory.records import SHARED
 from aios.store.projections import register_projection
 
 COLUMNS = (
@@ -22,7 +31,7 @@ COLUMNS = (
 
 class Lessons:
     name = "lessons"
-    version = 1
+    version = 2  # 2: owner
     tables: tuple[str, ...] = ("lessons",)
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -34,7 +43,8 @@ class Lessons:
                 first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ, fix JSON,
                 successes BIGINT NOT NULL, failures BIGINT NOT NULL, streak BIGINT NOT NULL,
                 sample_event_id VARCHAR,
-                created TIMESTAMPTZ NOT NULL, updated TIMESTAMPTZ NOT NULL, seq BIGINT NOT NULL
+                created TIMESTAMPTZ NOT NULL, updated TIMESTAMPTZ NOT NULL, seq BIGINT NOT NULL,
+                owner VARCHAR NOT NULL
             )
             """
         )
@@ -56,8 +66,8 @@ class Lessons:
             if kind == CREATED:
                 con.execute(
                     f"""
-                    INSERT INTO lessons ({COLUMNS}, seq)
-                    VALUES (?, ?, ?, 'draft', ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?)
+                    INSERT INTO lessons ({COLUMNS}, seq, owner)
+                    VALUES (?, ?, ?, 'draft', ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)
                     ON CONFLICT DO NOTHING
                     """,
                     [
@@ -65,7 +75,7 @@ class Lessons:
                         payload.get("signature", ""),
                         payload.get("symptom", ""),
                         int(payload.get("count", 0)),
-                        orjson.dumps(payload.get("agents", [])).decode(),
+                        orjson.dumps(_agents(payload)).decode(),
                         payload.get("first"),
                         payload.get("last"),
                         _json(payload.get("fix")),
@@ -73,19 +83,22 @@ class Lessons:
                         time,
                         time,
                         seq,
+                        lesson_owner(_agents(payload)),
                     ],
                 )
             elif kind == UPDATED:
                 con.execute(
                     """
                     UPDATE lessons SET count = coalesce(?, count),
-                        agents = coalesce(?::JSON, agents), last_seen = coalesce(?, last_seen),
+                        agents = coalesce(?::JSON, agents), owner = coalesce(?, owner),
+                        last_seen = coalesce(?, last_seen),
                         fix = CASE WHEN ? THEN ?::JSON ELSE fix END, updated = ?, seq = ?
                     WHERE lesson_id = ?
                     """,
                     [
                         payload.get("count"),
-                        _json(payload["agents"]) if "agents" in payload else None,
+                        _json(_agents(payload)) if "agents" in payload else None,
+                        lesson_owner(_agents(payload)) if "agents" in payload else None,
                         payload.get("last"),
                         "fix" in payload,
                         _json(payload.get("fix")),
@@ -111,6 +124,11 @@ class Lessons:
                         lid,
                     ],
                 )
+
+
+def _agents(payload: dict[str, Any]) -> list[str]:
+    agents = payload.get("agents")
+    return [str(a) for a in agents] if isinstance(agents, list) else []
 
 
 def _json(value: Any) -> str | None:
@@ -151,10 +169,15 @@ def read_lessons(
     state: str | None = None,
     ids: list[str] | None = None,
     limit: int | None = None,
+    agent: str | None = None,
 ) -> list[Lesson]:
-    """Lessons, most recently changed first (those in ``ids``, or in ``state``, when given)."""
+    """Lessons, most recently changed first (those in ``ids``, or in ``state``, when given);
+    with ``agent``, only those it sees: its own and the shared ones."""
     where: list[str] = ["TRUE"]
     params: list[Any] = []
+    if agent is not None:
+        where.append("owner IN (?, ?)")
+        params += [agent, SHARED]
     if state is not None:
         where.append("state = ?")
         params.append(state)

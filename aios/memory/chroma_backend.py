@@ -5,16 +5,16 @@ AIOS's embeddings are registered with Chroma (``aios-hash``, ``aios-minilm``), s
 that imports ``aios.memory`` can open a collection and query it by text. An embedded client
 does not see vectors another process added to an index it already loaded, so every call takes
 an inter-process lock and reopens the client when the files changed since this process last
-touched them; a server has no such problem. A ``where`` filter is applied to a generous
-nearest-neighbour answer first (Chroma's own filtered search reads every matching row), and
-asked of Chroma only when that answer had too few.
+touched them; a server has no such problem. A ``where`` filter (an agent's view always has one)
+is applied to a generous nearest-neighbour answer first (Chroma's own filtered search reads every
+matching row), and asked of Chroma when that answer had too few: no match is lost either way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,23 @@ import numpy.typing as npt
 from aios.errors import AIOSError
 from aios.locking import file_lock
 from aios.memory.embedding import HASH_NAME, SENTENCE_NAME, by_registered_name
-from aios.memory.records import Item, Memory, MemoryInputError, Where, matches, to_memory
+from aios.memory.records import (
+    OWNER_KEY,
+    SHARED,
+    Item,
+    Memory,
+    MemoryInputError,
+    Scalar,
+    Where,
+    matches,
+    to_memory,
+)
 
 OVERFETCH = 8  # a filtered query first asks for this many times top_k neighbours
 MIN_FETCH = 64
+# Collection metadata: every memory in it has an owner (the filters of agents' views need one).
+OWNERS_MARK = "aios-owners"
+PAGE = 1000
 
 
 class ChromaError(AIOSError):
@@ -112,6 +125,7 @@ class ChromaBackend:
         self._stamp: tuple[tuple[int, int], ...] | None = None
         self._lock = file_lock(path / ".aios.lock") if path is not None else None
         self._embeddings: dict[str, str] = {}  # collection -> embedding, once known
+        self._owned: set[str] = set()  # Chroma collections known to have owners throughout
 
     @property
     def where(self) -> str:
@@ -193,15 +207,38 @@ class ChromaBackend:
                 configuration={"hnsw": {"space": "cosine", "ef_search": 400}},
             )
             self._embeddings[collection] = embedding
-            return found
+            return self._with_owners(found)
         for candidate in (HASH_NAME, SENTENCE_NAME):  # whichever exists
             try:
                 found = client.get_collection(collection_name(collection, candidate))
             except (NotFoundError, ValueError):
                 continue
             self._embeddings[collection] = candidate
-            return found
+            return self._with_owners(found)
         return None
+
+    def _with_owners(self, found: Any) -> Any:
+        """``found``, once every memory in it has an owner: those stored before owners get
+        ``shared`` (what they were), once per collection, so agents' filters see them."""
+        if found.name in self._owned:
+            return found
+        if (found.metadata or {}).get(OWNERS_MARK) != 1:
+            offset = 0
+            while True:
+                page = found.get(include=["metadatas"], limit=PAGE, offset=offset)
+                ownerless = [
+                    key
+                    for key, meta in zip(page["ids"], page["metadatas"], strict=True)
+                    if OWNER_KEY not in (meta or {})
+                ]
+                if ownerless:
+                    found.update(ids=ownerless, metadatas=[{OWNER_KEY: SHARED}] * len(ownerless))
+                if len(page["ids"]) < PAGE:
+                    break
+                offset += PAGE
+            found.modify(metadata={**(found.metadata or {}), OWNERS_MARK: 1})
+        self._owned.add(found.name)
+        return found
 
     # ------------------------------------------------------------------ the port
     def upsert(self, collection: str, embedding: str, items: Sequence[Item]) -> None:
@@ -228,6 +265,16 @@ class ChromaBackend:
         }
         return [by_key[key] for key in keys if key in by_key]
 
+    def update_metadata(
+        self, collection: str, key: str, changes: Mapping[str, Scalar | None]
+    ) -> bool:
+        with self._session(write=True) as client:
+            found = self._collection(client, collection, None)
+            if found is None or not found.get(ids=[key], include=[])["ids"]:
+                return False
+            found.update(ids=[key], metadatas=[dict(changes)])  # None removes a key
+            return True
+
     def delete(self, collection: str, keys: Sequence[str]) -> int:
         with self._session(write=True) as client:
             found = self._collection(client, collection, None)
@@ -251,15 +298,17 @@ class ChromaBackend:
                 return []
             fetch = top_k if where is None else max(top_k * OVERFETCH, MIN_FETCH)
             answer = self._ask(found, vector, fetch, None)
-            hits = [m for m in answer if matches(m.metadata | {"owner": m.owner}, where)]
+            hits = [memory for memory, meta in answer if matches(meta, where)]
             if where is not None and len(hits) < top_k and len(answer) == fetch:
-                hits = self._ask(found, vector, top_k, dict(where))  # more lie beyond: ask Chroma
+                # More may lie beyond what was fetched: Chroma searches with the filter itself.
+                hits = [memory for memory, _ in self._ask(found, vector, top_k, dict(where))]
         return hits[:top_k]
 
     @staticmethod
     def _ask(
         found: Any, vector: npt.NDArray[np.float32], n: int, where: dict[str, Any] | None
-    ) -> list[Memory]:
+    ) -> list[tuple[Memory, dict[str, Any]]]:
+        """The ``n`` nearest (meeting ``where``), each with the metadata as stored."""
         answer = found.query(
             query_embeddings=[vector],
             n_results=n,
@@ -267,7 +316,7 @@ class ChromaBackend:
             include=["documents", "metadatas", "distances"],
         )
         return [
-            to_memory(key, text or "", meta, 1.0 - float(distance))
+            (to_memory(key, text or "", meta, 1.0 - float(distance)), meta or {})
             for key, text, meta, distance in zip(
                 answer["ids"][0],
                 answer["documents"][0],
@@ -277,10 +326,14 @@ class ChromaBackend:
             )
         ]
 
-    def count(self, collection: str) -> int:
+    def count(self, collection: str, where: Where | None = None) -> int:
         with self._session(write=False) as client:
             found = self._collection(client, collection, None)
-            return 0 if found is None else int(found.count())
+            if found is None:
+                return 0
+            if where is None:
+                return int(found.count())
+            return len(found.get(where=dict(where), include=[])["ids"])
 
     def drop(self, collection: str) -> None:
         with self._session(write=True) as client:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,17 @@ import orjson
 
 from aios.atomic import write_atomic
 from aios.locking import FileLock, file_lock
-from aios.memory.records import Item, Memory, MemoryInputError, Where, matches, to_memory
+from aios.memory.records import (
+    OWNER_KEY,
+    SHARED,
+    Item,
+    Memory,
+    MemoryInputError,
+    Scalar,
+    Where,
+    matches,
+    to_memory,
+)
 
 FORMAT = 1
 
@@ -68,6 +78,8 @@ class JsonBackend:
             data = orjson.loads(path.read_bytes())
             items: dict[str, dict[str, Any]] = data["items"]
             keys = list(items)
+            for entry in items.values():  # stored before owners: every agent's
+                entry["metadata"].setdefault(OWNER_KEY, SHARED)
             vectors = [
                 np.frombuffer(base64.b64decode(items[key]["vector"]), dtype=np.float32)
                 for key in keys
@@ -117,6 +129,24 @@ class JsonBackend:
             if key in loaded.items
         ]
 
+    def update_metadata(
+        self, collection: str, key: str, changes: Mapping[str, Scalar | None]
+    ) -> bool:
+        with self._lock(collection):
+            loaded = self._load(collection)
+            if loaded is None or key not in loaded.items:
+                return False
+            current = dict(loaded.items)
+            metadata = dict(current[key]["metadata"])
+            for name, value in changes.items():
+                if value is None:
+                    metadata.pop(name, None)
+                else:
+                    metadata[name] = value
+            current[key] = {**current[key], "metadata": metadata}
+            self._write(collection, loaded.embedding, current)
+            return True
+
     def delete(self, collection: str, keys: Sequence[str]) -> int:
         with self._lock(collection):
             loaded = self._load(collection)
@@ -152,9 +182,13 @@ class JsonBackend:
                 break
         return found
 
-    def count(self, collection: str) -> int:
+    def count(self, collection: str, where: Where | None = None) -> int:
         loaded = self._load(collection)
-        return 0 if loaded is None else len(loaded.keys)
+        if loaded is None:
+            return 0
+        if where is None:
+            return len(loaded.keys)
+        return sum(1 for entry in loaded.items.values() if matches(entry["metadata"], where))
 
     def drop(self, collection: str) -> None:
         with self._lock(collection):

@@ -1,13 +1,10 @@
 """Links between memories, in DuckDB: a projection of ``memory.linked`` / ``memory.unlinked`` /
-``memory.deleted`` events, walked with a recursive query.
-
-A link is directed (``a`` -relation-> ``b``); ``neighbors`` follows links both ways up to a
-depth and says, for each memory reached, how far it is and through which relation it was
-first reached.
-"""
+``memory.deleted`` events. A link is directed (``a`` -relation-> ``b``), walked both ways; one
+that put a private ``a`` into another agent's ``b`` names that agent (``grant_to``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import duckdb
@@ -18,6 +15,8 @@ SOURCE = "aios.memory"
 LINKED = "memory.linked"
 UNLINKED = "memory.unlinked"
 DELETED = "memory.deleted"
+SHARED_WITH = "memory.shared"  # the record of a share; the memory's metadata enforces it
+UNSHARED_WITH = "memory.unshared"
 MAX_DEPTH = 8
 
 
@@ -33,32 +32,34 @@ class MemoryLinks:
     """The ``memory_links`` table: one row per link that stands."""
 
     name = "memory_links"
-    version = 1
+    version = 2  # 2: the collection and the agent a link let see ``a``
     tables: tuple[str, ...] = ("memory_links",)
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             "CREATE TABLE IF NOT EXISTS memory_links (a VARCHAR NOT NULL, b VARCHAR NOT NULL, "
             "relation VARCHAR NOT NULL, seq BIGINT NOT NULL, time TIMESTAMPTZ NOT NULL, "
-            "PRIMARY KEY (a, b, relation))"
+            "collection VARCHAR, grant_to VARCHAR, PRIMARY KEY (a, b, relation))"
         )
 
     def apply(self, con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
         rows = con.execute(
             """
             SELECT seq, time, type, payload->>'a', payload->>'b', payload->>'relation',
-                   payload->>'key'
+                   payload->>'key', payload->>'collection', payload->>'grant'
             FROM events
             WHERE seq > ? AND seq <= ? AND source = ? AND type IN (?, ?, ?)
             ORDER BY seq
             """,
             [after_seq, upto_seq, SOURCE, LINKED, UNLINKED, DELETED],
         ).fetchall()
-        for seq, time, kind, a, b, relation, key in rows:  # in order: a later unlink wins
+        for seq, time, kind, a, b, relation, key, collection, grant in rows:  # a later one wins
             if kind == LINKED:
+                # Linking again says again whom the link lets see ``a`` (its owners may differ).
                 con.execute(
-                    "INSERT INTO memory_links VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [a, b, relation, seq, time],
+                    "INSERT INTO memory_links VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
+                    "SET collection = excluded.collection, grant_to = excluded.grant_to",
+                    [a, b, relation, seq, time, collection, grant],
                 )
             elif kind == UNLINKED:
                 con.execute(
@@ -69,35 +70,90 @@ class MemoryLinks:
                 con.execute("DELETE FROM memory_links WHERE a = ? OR b = ?", [key, key])
 
 
-def neighbors(
+def edges_within(
     con: duckdb.DuckDBPyConnection, key: str, relation: str | None, depth: int
-) -> list[Neighbor]:
-    """The memories within ``depth`` links of ``key`` (through ``relation`` only, when given),
-    nearest first."""
+) -> list[tuple[str, str, str]]:
+    """The links (a, b, relation) a walk of ``depth`` from ``key`` can follow (through
+    ``relation`` only, when given)."""
     rows = con.execute(
         """
-        WITH RECURSIVE walk(node, depth, relation, direction, path) AS (
-            SELECT ?::VARCHAR, 0, NULL::VARCHAR, NULL::VARCHAR, [?::VARCHAR]
-            UNION ALL
-            SELECT CASE WHEN l.a = w.node THEN l.b ELSE l.a END,
-                   w.depth + 1,
-                   l.relation,
-                   CASE WHEN l.a = w.node THEN 'out' ELSE 'in' END,
-                   list_append(w.path, CASE WHEN l.a = w.node THEN l.b ELSE l.a END)
-            FROM walk w
-            JOIN memory_links l ON (l.a = w.node OR l.b = w.node)
+        WITH RECURSIVE reach(node, depth) AS (
+            SELECT ?::VARCHAR, 0
+            UNION
+            SELECT CASE WHEN l.a = r.node THEN l.b ELSE l.a END, r.depth + 1
+            FROM reach r
+            JOIN memory_links l ON (l.a = r.node OR l.b = r.node)
                                 AND (?::VARCHAR IS NULL OR l.relation = ?)
-            WHERE w.depth < ?
-              AND NOT list_contains(w.path, CASE WHEN l.a = w.node THEN l.b ELSE l.a END)
+            WHERE r.depth < ? - 1
         )
-        SELECT node, arg_min(relation, depth), min(depth), arg_min(direction, depth)
-        FROM walk WHERE depth > 0
-        GROUP BY node
-        ORDER BY min(depth), node
+        SELECT DISTINCT l.a, l.b, l.relation
+        FROM memory_links l JOIN (SELECT DISTINCT node FROM reach) n
+             ON l.a = n.node OR l.b = n.node
+        WHERE ?::VARCHAR IS NULL OR l.relation = ?
         """,
-        [key, key, relation, relation, depth],
+        [key, relation, relation, depth, relation, relation],
     ).fetchall()
-    return [Neighbor(str(n), str(r), int(d), str(way)) for n, r, d, way in rows]
+    return [(str(a), str(b), str(r)) for a, b, r in rows]
+
+
+def walk(
+    edges: Iterable[tuple[str, str, str]],
+    key: str,
+    depth: int,
+    visible: Callable[[list[str]], set[str]] | None = None,
+) -> list[Neighbor]:
+    """The memories within ``depth`` links of ``key``, nearest first, each with the link that
+    first reached it; with ``visible``, only those it keeps, and never through the others."""
+    adjacent: dict[str, list[tuple[str, str, str]]] = {}
+    for a, b, relation in edges:
+        adjacent.setdefault(a, []).append((relation, "out", b))
+        adjacent.setdefault(b, []).append((relation, "in", a))
+    seen, frontier = {key}, [key]
+    found: list[Neighbor] = []
+    for level in range(1, depth + 1):
+        reached: dict[str, tuple[str, str]] = {}
+        for node in frontier:
+            for relation, direction, other in adjacent.get(node, []):
+                if other not in seen:
+                    reached[other] = min(
+                        reached.get(other, (relation, direction)), (relation, direction)
+                    )
+        if not reached:
+            break
+        seen.update(reached)
+        keep = set(reached) if visible is None else visible(sorted(reached))
+        frontier = sorted(node for node in reached if node in keep)
+        for node in frontier:
+            relation, direction = reached[node]
+            found.append(Neighbor(node, relation, level, direction))
+    return found
+
+
+def granted(
+    con: duckdb.DuckDBPyConnection, collection: str, keys: list[str]
+) -> dict[str, set[str]]:
+    """Key -> the agents the links standing from it (in ``collection``) let see it."""
+    rows = con.execute(
+        """
+        SELECT a, grant_to FROM memory_links
+        WHERE collection = ? AND grant_to IS NOT NULL AND a IN (SELECT unnest(?::VARCHAR[]))
+        """,
+        [collection, keys],
+    ).fetchall()
+    found: dict[str, set[str]] = {}
+    for a, agent in rows:
+        found.setdefault(str(a), set()).add(str(agent))
+    return found
+
+
+def linked_into(con: duckdb.DuckDBPyConnection, collection: str, key: str) -> list[str]:
+    """The memories that a link into ``key`` (in ``collection``) let another agent see."""
+    rows = con.execute(
+        "SELECT DISTINCT a FROM memory_links WHERE collection = ? AND b = ? "
+        "AND grant_to IS NOT NULL ORDER BY a",
+        [collection, key],
+    ).fetchall()
+    return [str(a) for (a,) in rows]
 
 
 register_projection(MemoryLinks())

@@ -1,16 +1,6 @@
-"""``MemoryPalace``: what AIOS remembers, found again by meaning.
-
-    palace = MemoryPalace.open(collection="notes")
-    palace.store("pg-refused", "postgres refused connections after the upgrade")
-    palace.query("database connection refused", top_k=3)
-    palace.link("pg-refused", "restart-pg", "fixed_by")
-    palace.neighbors("pg-refused", "fixed_by")
-
-Memories live in a backend (Chroma by default, or JSON files), embedded by an offline
-embedding (or the sentence model when installed); links live in DuckDB as events
-(``memory.linked``), so they survive restarts, agree across processes and can be walked with
-a recursive query. Deleting a memory removes its links.
-"""
+"""``MemoryPalace``: what AIOS remembers, found again by meaning and linked. ``open(...)`` is the
+operator's palace and sees everything; ``palace.for_agent("writer")`` is one agent's view: its
+own memories, the shared ones, and those shared or linked with it (the class says exactly)."""
 
 from __future__ import annotations
 
@@ -22,12 +12,38 @@ from typing import Any
 from aios.bus import EventBus
 from aios.config import AIOSConfig, load_config
 from aios.home import HomePaths
+from aios.locking import FileLock, file_lock
+from aios.memory.access import (
+    as_seen_by,
+    can_see,
+    check_agent,
+    grant_changes,
+    grant_metadata,
+    link_key,
+    restrict,
+    share_key,
+    visible_where,
+)
 from aios.memory.embedding import Embedder, embedder
-from aios.memory.links import DELETED, LINKED, MAX_DEPTH, SOURCE, UNLINKED, Neighbor, neighbors
+from aios.memory.links import (
+    DELETED,
+    LINKED,
+    MAX_DEPTH,
+    SHARED_WITH,
+    SOURCE,
+    UNLINKED,
+    UNSHARED_WITH,
+    Neighbor,
+    edges_within,
+    granted,
+    linked_into,
+    walk,
+)
 from aios.memory.records import (
     SHARED,
     Item,
     Memory,
+    MemoryAccessError,
     MemoryBackend,
     MemoryInputError,
     Where,
@@ -87,7 +103,27 @@ def make_backend(paths: HomePaths, config: AIOSConfig) -> MemoryBackend:
 
 
 class MemoryPalace:
-    """Store, find by meaning, link and walk memories of one collection."""
+    """Store, find by meaning, link and walk memories of one collection, as the operator
+    (``agent`` None) or as one agent (``for_agent``).
+
+    Every memory has an owner: an agent, or ``shared`` (memories stored before owners count as
+    shared). An agent's view sees a memory when, and only when:
+
+    - its owner is ``shared`` or the agent itself;
+    - its owner (or the operator) shared it with the agent: ``share(key, agent)``; or
+    - its owner (or the operator) linked it into a memory of the agent: ``link(a, b, ...)``
+      with ``a`` private and ``b`` owned by the agent lets that agent see ``a`` while the link
+      stands (a link into a ``shared`` memory shares nothing: use ``share``).
+
+    The rule is part of the filter the backend searches with, so ``query`` finds the ``top_k``
+    the agent may see, and no ``where`` (an ``owner``, an ``$or``) reaches past it. ``get`` and
+    ``neighbors`` give nothing for a memory the view does not see, as for one that does not
+    exist; a walk never passes through one (nor through a key of another collection). A view
+    writes as its agent: ``store`` makes the agent's own memories and refuses a key it does
+    not own; it deletes, shares and unshares only its own; it links two memories it sees when
+    ``a`` is its own, or ``a`` is shared and ``b`` its own, and unlinks them when either is its
+    own. The operator's palace sees and may change everything (the CLI and the learner use it).
+    """
 
     def __init__(
         self,
@@ -97,6 +133,7 @@ class MemoryPalace:
         bus: EventBus,
         paths: HomePaths,
         collection: str = "memories",
+        agent: str | None = None,
     ) -> None:
         self.backend, self.embedding = backend, embedding
         self.bus, self.paths = bus, paths
@@ -105,6 +142,7 @@ class MemoryPalace:
                 f"collection {collection!r}: 3-63 lowercase letters, digits, - and _"
             )
         self.collection = collection
+        self.agent = None if agent is None else check_agent(agent)
 
     @classmethod
     def open(
@@ -114,8 +152,10 @@ class MemoryPalace:
         paths: HomePaths | None = None,
         config: AIOSConfig | None = None,
         bus: EventBus | None = None,
+        agent: str | None = None,
     ) -> MemoryPalace:
-        """The palace of this ``AIOS_HOME`` as ``[memory]`` configures it."""
+        """The palace of this ``AIOS_HOME`` as ``[memory]`` configures it (``agent``'s view of
+        it, when given)."""
         from aios.runtime import default_bus
 
         paths = paths or HomePaths.current()
@@ -126,7 +166,26 @@ class MemoryPalace:
             bus=bus or default_bus(),
             paths=paths,
             collection=collection,
+            agent=agent,
         )
+
+    def for_agent(self, agent: str) -> MemoryPalace:
+        """``agent``'s view of this palace (same backend). ``shared`` is the view every agent
+        has in common: the shared memories only. An agent's view is no way into another's."""
+        if self.agent is not None and agent != self.agent:
+            raise MemoryAccessError(f"{self.agent}'s view of the memories cannot become {agent}'s")
+        return MemoryPalace(
+            self.backend,
+            self.embedding,
+            bus=self.bus,
+            paths=self.paths,
+            collection=self.collection,
+            agent=agent,
+        )
+
+    @property
+    def _as(self) -> str:
+        return "" if self.agent is None else f" for {self.agent}"
 
     # ------------------------------------------------------------------ memories
     def store(
@@ -135,9 +194,10 @@ class MemoryPalace:
         value: str | Mapping[str, Any],
         *,
         metadata: Mapping[str, Any] | None = None,
-        owner: str = SHARED,
+        owner: str | None = None,
     ) -> Memory:
-        """Remember ``value`` under ``key`` (replacing what was there); returns it."""
+        """Remember ``value`` under ``key`` (replacing what was there); returns it. See
+        ``store_many`` for ``owner``."""
         self.store_many([(key, value, metadata)], owner=owner)
         found = self.get(key)
         assert found is not None
@@ -147,11 +207,21 @@ class MemoryPalace:
         self,
         entries: Iterable[tuple[str, str | Mapping[str, Any], Mapping[str, Any] | None]],
         *,
-        owner: str = SHARED,
+        owner: str | None = None,
         batch: int = 1000,
     ) -> int:
-        """Remember many ``(key, value, metadata)`` at once; returns how many."""
-        check_key(owner, "owner")
+        """Remember many ``(key, value, metadata)`` at once; returns how many. ``owner``: an
+        agent or ``shared`` (the operator's default); an agent's view stores as its agent and
+        takes no other. Replacing a memory keeps whom it was shared with. Raises
+        MemoryAccessError, before writing its batch, for a key the view does not own."""
+        if self.agent is None:
+            owner = SHARED if owner is None else check_agent(owner, "owner")
+        elif owner not in (None, self.agent):
+            raise MemoryAccessError(
+                f"owner {owner!r}: {self.agent}'s view stores {self.agent}'s memories only"
+            )
+        else:
+            owner = self.agent
         count = 0
         pending: list[tuple[str, str, dict[str, Any]]] = []
         for key, value, metadata in entries:
@@ -165,44 +235,167 @@ class MemoryPalace:
         return count
 
     def _write(self, pending: Sequence[tuple[str, str, dict[str, Any]]]) -> int:
+        keys = [key for key, _, _ in pending]
+        before = {memory.key: memory for memory in self.backend.get(self.collection, keys)}
+        if self.agent is not None:
+            for key in keys:
+                if key in before and before[key].owner != self.agent:
+                    # Says the key is taken, never by whom nor what it holds.
+                    raise MemoryAccessError(
+                        f"key {key!r}: taken by a memory {self.agent} does not own"
+                    )
         vectors = self.embedding.embed([text for _, text, _ in pending])
-        items = [Item(key, text, vectors[i], meta) for i, (key, text, meta) in enumerate(pending)]
+        items = [
+            Item(key, text, vectors[i], meta | grant_metadata(before.get(key)))
+            for i, (key, text, meta) in enumerate(pending)
+        ]
         self.backend.upsert(self.collection, self.embedding.name, items)
         return len(items)
 
-    def get(self, key: str) -> Memory | None:
+    def _read(self, key: str) -> Memory | None:
+        """The memory at ``key`` if this palace sees it."""
         found = self.backend.get(self.collection, [check_key(key)])
-        return found[0] if found else None
+        return found[0] if found and can_see(found[0], self.agent) else None
+
+    def get(self, key: str) -> Memory | None:
+        """The memory at ``key``; None if there is none, or this view does not see it."""
+        found = self._read(key)
+        return None if found is None else as_seen_by(found, self.agent)
+
+    def _mine(self, key: str, doing: str) -> Memory:
+        """The memory at ``key`` that this palace may change (an agent: its own)."""
+        found = self._read(key)
+        if found is None:
+            raise MemoryAccessError(f"{doing} {key!r}: no such memory{self._as}")
+        return self._owned(found, doing)
+
+    def _owned(self, found: Memory, doing: str) -> Memory:
+        if self.agent is not None and found.owner != self.agent:
+            whose = "every agent's (shared)" if found.owner == SHARED else f"{found.owner}'s"
+            raise MemoryAccessError(
+                f"{doing} {found.key!r}: {whose}, not {self.agent}'s; its owner or the operator may"
+            )
+        return found
 
     def delete(self, key: str) -> bool:
-        """Forget ``key`` and its links; False if there was nothing to forget."""
-        gone = self.backend.delete(self.collection, [check_key(key)]) > 0
-        if gone:
-            self.bus.emit(DELETED, {"collection": self.collection, "key": key}, source=SOURCE)
+        """Forget ``key`` and its links; False if there was nothing to forget (or nothing this
+        view sees). MemoryAccessError for a memory the view sees but does not own."""
+        found = self._read(key)
+        if found is None:
+            return False
+        self._owned(found, "delete")
+        with self._grants_lock():
+            with open_store(self.paths) as con:
+                into = linked_into(con, self.collection, key)
+            gone = self.backend.delete(self.collection, [key]) > 0
+            if gone:
+                self.bus.emit(DELETED, {"collection": self.collection, "key": key}, source=SOURCE)
+                self._refresh_link_grants(into)
         return gone
 
     def query(self, text: str, top_k: int = 5, where: Where | None = None) -> list[Memory]:
-        """The ``top_k`` memories most similar to ``text`` (meeting ``where``), best first."""
+        """The ``top_k`` memories most similar to ``text`` (meeting ``where``) that this palace
+        sees, best first."""
         if not isinstance(text, str) or not text.strip():
             raise MemoryInputError("query: some text to look for")
         if not 1 <= top_k <= MAX_TOP_K:
             raise MemoryInputError(f"top_k: from 1 to {MAX_TOP_K}")
         check_where(where)
         [vector] = self.embedding.embed([text])
-        return self.backend.query(self.collection, vector, top_k, where)
+        found = self.backend.query(self.collection, vector, top_k, restrict(where, self.agent))
+        return [as_seen_by(memory, self.agent) for memory in found]
 
     def count(self) -> int:
-        return self.backend.count(self.collection)
+        """How many memories this palace sees."""
+        scope = None if self.agent is None else visible_where(self.agent)
+        return self.backend.count(self.collection, scope)
+
+    # ------------------------------------------------------------------ sharing
+    def share(self, key: str, agent: str) -> None:
+        """Let ``agent`` see the private memory ``key`` (its owner's view or the operator may);
+        a ``memory.shared`` event records it. MemoryAccessError if this view may not."""
+        agent = check_agent(agent)
+        memory = self._mine(key, "share")
+        if memory.owner == SHARED:
+            raise MemoryInputError(f"share {key!r}: it is shared, every agent sees it")
+        if agent in (memory.owner, SHARED):
+            raise MemoryInputError(
+                f"share {key!r} with {agent!r}: name an agent other than its owner (for every "
+                "agent, the operator stores it with owner shared)"
+            )
+        self.backend.update_metadata(self.collection, key, {share_key(agent): True})
+        self._record(SHARED_WITH, key, agent)
+
+    def unshare(self, key: str, agent: str) -> None:
+        """Take back ``share(key, agent)`` (a link into ``agent``'s memories still shows it)."""
+        agent = check_agent(agent)
+        self._mine(key, "unshare")
+        self.backend.update_metadata(self.collection, key, {share_key(agent): None})
+        self._record(UNSHARED_WITH, key, agent)
+
+    def _record(self, kind: str, key: str, agent: str) -> None:
+        payload = {"collection": self.collection, "key": key, "agent": agent}
+        self.bus.emit(kind, payload | {"by": self.agent or "operator"}, source=SOURCE)
 
     # ------------------------------------------------------------------ links
     def link(self, a: str, b: str, relation: str) -> None:
-        """Record ``a`` -relation-> ``b`` (both may be in any collection)."""
+        """Record ``a`` -relation-> ``b``. The operator may link any keys (of any collection);
+        an agent's view, two memories it sees, ``a`` its own (or shared, and ``b`` its own). A
+        private ``a`` linked into another agent's memory is visible to that agent until
+        unlinked. MemoryAccessError if this view may not."""
         self._check_link(a, b, relation)
-        self.bus.emit(LINKED, {"a": a, "b": b, "relation": relation}, source=SOURCE)
+        found = self._ends(a, b, "link")
+        if self.agent is not None and found[a].owner != self.agent:
+            # Only a's owner puts it into others' memories; a shared a, only into the view's own
+            # b (a link between memories of others would change what they see).
+            self._owned(found[a] if found[a].owner != SHARED else found[b], "link")
+        source, target = found.get(a), found.get(b)
+        grant = None
+        if source and target and source.owner != SHARED and target.owner != SHARED:
+            grant = target.owner if target.owner != source.owner else None
+        payload = {"a": a, "b": b, "relation": relation, "collection": self.collection}
+        with self._grants_lock():
+            self.bus.emit(LINKED, payload | ({"grant": grant} if grant else {}), source=SOURCE)
+            if source is not None and source.owner != SHARED:
+                self._refresh_link_grants([a])
 
     def unlink(self, a: str, b: str, relation: str) -> None:
+        """Remove ``a`` -relation-> ``b`` (an agent's view: of two memories it sees, one its
+        own). MemoryAccessError if this view may not."""
         self._check_link(a, b, relation)
-        self.bus.emit(UNLINKED, {"a": a, "b": b, "relation": relation}, source=SOURCE)
+        found = self._ends(a, b, "unlink")
+        if self.agent is not None and self.agent not in (found[a].owner, found[b].owner):
+            self._owned(found[a], "unlink")
+        payload = {"a": a, "b": b, "relation": relation, "collection": self.collection}
+        with self._grants_lock():
+            self.bus.emit(UNLINKED, payload, source=SOURCE)
+            self._refresh_link_grants([a])
+
+    def _ends(self, a: str, b: str, doing: str) -> dict[str, Memory]:
+        """The memories at ``a`` and ``b`` that exist; for an agent's view, both must and it
+        must see them."""
+        found = {m.key: m for m in self.backend.get(self.collection, [a, b])}
+        if self.agent is not None:
+            for key in (a, b):
+                if key not in found or not can_see(found[key], self.agent):
+                    raise MemoryAccessError(f"{doing} {key!r}: no such memory{self._as}")
+        return found
+
+    def _grants_lock(self) -> FileLock:
+        """Held while a link changes and the grants it implies are written, so two processes
+        cannot leave a memory with the grants of a link state that no longer stands."""
+        return file_lock(self.paths.root / "memory-grants.lock")
+
+    def _refresh_link_grants(self, keys: list[str]) -> None:
+        """Bring the link grants stored on ``keys`` level with the links that stand."""
+        if not keys:
+            return
+        with open_store(self.paths) as con:
+            wanted = granted(con, self.collection, keys)
+        for memory in self.backend.get(self.collection, keys):
+            changes = grant_changes(memory.linked_for, wanted.get(memory.key, ()), link_key)
+            if changes:
+                self.backend.update_metadata(self.collection, memory.key, changes)
 
     @staticmethod
     def _check_link(a: str, b: str, relation: str) -> None:
@@ -216,9 +409,16 @@ class MemoryPalace:
             )
 
     def neighbors(self, key: str, relation: str | None = None, depth: int = 1) -> list[Neighbor]:
-        """What ``key`` is linked to (both ways), up to ``depth`` links away, nearest first."""
+        """What ``key`` is linked to (both ways), up to ``depth`` links away, nearest first;
+        for an agent's view, only memories it sees (none if it does not see ``key``)."""
         check_key(key)
         if not 1 <= depth <= MAX_DEPTH:
             raise MemoryInputError(f"depth: from 1 to {MAX_DEPTH}")
+        if self.agent is not None and self._read(key) is None:
+            return []
         with open_store(self.paths) as con:
-            return neighbors(con, key, relation, depth)
+            edges = edges_within(con, key, relation, depth)
+        return walk(edges, key, depth, None if self.agent is None else self._visible)
+
+    def _visible(self, keys: list[str]) -> set[str]:
+        return {m.key for m in self.backend.get(self.collection, keys) if can_see(m, self.agent)}

@@ -2,9 +2,10 @@
 understand.
 
 A memory is a key, the text that was embedded, the value that was stored (text or a JSON
-object), flat metadata (strings, numbers, booleans) and an owner. ``where`` uses Chroma's
-syntax: ``{"state": "verified"}``, ``{"count": {"$gte": 3}}``, ``{"state": {"$in": [...]}}``,
-``{"$and": [...]}``, ``{"$or": [...]}``; operators ``$eq $ne $gt $gte $lt $lte $in $nin``.
+object), flat metadata (strings, numbers, booleans), an owner and whom else it is shown to
+(``aios.memory.access``). ``where`` uses Chroma's syntax: ``{"state": "verified"}``,
+``{"count": {"$gte": 3}}``, ``{"state": {"$in": [...]}}``, ``{"$and": [...]}``,
+``{"$or": [...]}``; operators ``$eq $ne $gt $gte $lt $lte $in $nin``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from aios.errors import InputError
 Scalar = str | int | float | bool
 Metadata = dict[str, Scalar]
 Where = Mapping[str, Any]
-# Metadata keys AIOS keeps for itself on every memory.
+# Metadata keys AIOS keeps for itself: every key starting with "_", and the owner.
 VALUE_KEY = "_value"
 OWNER_KEY = "owner"
+SHARE_PREFIX = "_share:"  # + agent: True when the owner shared the memory with that agent
+LINK_PREFIX = "_link:"  # + agent: True while a link puts it into that agent's memories
 SHARED = "shared"
 
 
@@ -31,9 +34,17 @@ class MemoryInputError(InputError):
     """A memory, key, filter or value that cannot be stored or asked for."""
 
 
+class MemoryAccessError(MemoryInputError):
+    """An agent's view asked for a memory it cannot see, or to change one it does not own."""
+
+
 @dataclass(frozen=True)
 class Memory:
-    """One stored memory; ``similarity`` (cosine, 1 is identical) when it answers a query."""
+    """One stored memory; ``similarity`` (cosine, 1 is identical) when it answers a query.
+
+    ``owner`` is an agent or ``shared``; ``shared_with`` the agents its owner shared it with,
+    ``linked_for`` those it was linked into the memories of (empty when an agent's view shows
+    a memory it does not own: who else sees it is the owner's business)."""
 
     key: str
     text: str
@@ -41,6 +52,8 @@ class Memory:
     metadata: Metadata = field(default_factory=dict)
     owner: str = SHARED
     similarity: float | None = None
+    shared_with: tuple[str, ...] = ()
+    linked_for: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {
@@ -50,6 +63,10 @@ class Memory:
             "metadata": self.metadata,
             "owner": self.owner,
         }
+        if self.shared_with:
+            found["shared_with"] = list(self.shared_with)
+        if self.linked_for:
+            found["linked_for"] = list(self.linked_for)
         if self.similarity is not None:
             found["similarity"] = round(self.similarity, 4)
         return found
@@ -73,6 +90,12 @@ class MemoryBackend(Protocol):
 
     def upsert(self, collection: str, embedding: str, items: Sequence[Item]) -> None: ...
     def get(self, collection: str, keys: Sequence[str]) -> list[Memory]: ...
+    def update_metadata(
+        self, collection: str, key: str, changes: Mapping[str, Scalar | None]
+    ) -> bool:
+        """Set (None: remove) metadata keys of ``key``; False if there is no such memory."""
+        ...
+
     def delete(self, collection: str, keys: Sequence[str]) -> int: ...
     def query(
         self,
@@ -81,7 +104,7 @@ class MemoryBackend(Protocol):
         top_k: int,
         where: Where | None,
     ) -> list[Memory]: ...
-    def count(self, collection: str) -> int: ...
+    def count(self, collection: str, where: Where | None = None) -> int: ...
     def drop(self, collection: str) -> None: ...
 
 
@@ -92,7 +115,7 @@ def pack(value: Any, metadata: Mapping[str, Any] | None, owner: str) -> tuple[st
 
     meta: Metadata = {}
     for key, item in (metadata or {}).items():
-        if key in (VALUE_KEY, OWNER_KEY):
+        if key == OWNER_KEY or key.startswith("_"):
             raise MemoryInputError(f"metadata.{key}: reserved by AIOS")
         if not isinstance(item, Scalar) or (isinstance(item, float) and item != item):
             raise MemoryInputError(f"metadata.{key}: a string, number or boolean")
@@ -121,10 +144,25 @@ def to_memory(
     import orjson
 
     meta = dict(metadata or {})
-    owner = str(meta.pop(OWNER_KEY, SHARED))
+    owner = str(meta.pop(OWNER_KEY, SHARED))  # none: made before owners, seen by every agent
     raw = meta.pop(VALUE_KEY, None)
     value = orjson.loads(raw) if isinstance(raw, str) else text
-    return Memory(key, text, value, meta, owner, similarity)
+    granted: dict[str, list[str]] = {SHARE_PREFIX: [], LINK_PREFIX: []}
+    for name in [name for name in meta if name.startswith("_")]:
+        flag = meta.pop(name)
+        for prefix, agents in granted.items():
+            if name.startswith(prefix) and flag is True:
+                agents.append(name[len(prefix) :])
+    return Memory(
+        key,
+        text,
+        value,
+        meta,
+        owner,
+        similarity,
+        tuple(sorted(granted[SHARE_PREFIX])),
+        tuple(sorted(granted[LINK_PREFIX])),
+    )
 
 
 _OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin"})
@@ -145,6 +183,8 @@ def check_where(where: Where | None) -> None:
             continue
         if key.startswith("$"):
             raise MemoryInputError(f"where: unknown operator {key!r} (use $and or $or at the top)")
+        if key.startswith("_"):
+            raise MemoryInputError(f"where.{key}: reserved by AIOS")
         if isinstance(condition, Mapping):
             if len(condition) != 1:
                 raise MemoryInputError(f'where.{key}: one operator, e.g. {{"$gte": 3}}')
