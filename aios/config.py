@@ -322,8 +322,10 @@ class OrchestrationSettings(BaseModel):
 class MemorySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    backend: Literal["chroma", "json"] = Field(
-        default="chroma", description="Where memories and lessons live."
+    backend: str = Field(
+        default="chroma",
+        description="Where memories and lessons live: chroma, json, or a plugin's name (an "
+        "aios.memory_backends entry point, e.g. acme.redis).",
     )
     embedding: Literal["auto", "hash", "minilm"] = Field(
         default="auto",
@@ -335,6 +337,15 @@ class MemorySettings(BaseModel):
         description="A Chroma server (http://HOST:PORT); default: the one aios up started, "
         "else embedded under $AIOS_HOME/chroma. AIOS_CHROMA_URL overrides it.",
     )
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value in ("chroma", "json") or re.fullmatch(
+            r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+", value
+        ):
+            return value
+        raise ValueError("chroma, json, or a plugin's name like acme.redis")
 
 
 class LessonSettings(BaseModel):

@@ -413,23 +413,26 @@ def test_the_collectors_events_appear_after_a_real_monitor_cycle(
 
 
 def scenario_memory() -> dict[str, Any]:
-    """The example backend selected by name, checked against the protocol, and used by a
-    palace the way the palace's own tests use the built-in backends."""
+    """The example backend chosen by ``[memory] backend``, checked against the protocol, and
+    used by a palace the way the palace's own tests use the built-in backends."""
+    import os
+
     import aios
     from aios.config import load_config
     from aios.memory.embedding import embedder
-    from aios.memory.palace import MemoryPalace
+    from aios.memory.palace import MemoryPalace, make_backend
     from aios.memory.records import MemoryBackend
-    from aios.plugins.memory import plugin_backend
 
+    os.environ["AIOS_MEMORY__BACKEND"] = "example.memory"
     paths = HomePaths.current()
-    backend = plugin_backend("example.memory", paths, load_config(paths))
+    backend = make_backend(paths, load_config(paths))
     palace = MemoryPalace(backend, embedder("hash"), bus=aios.bus(), paths=paths)
     palace.store("pg-refused", "postgres refused connections after the upgrade")
     palace.store("disk-full", {"text": "no space left on /var", "fix": "cleanup"})
     palace.store("api-429", "rate limited by the LLM provider", metadata={"state": "verified"})
     got = palace.get("disk-full")
     return {
+        "module": type(backend).__module__,
         "problems": protocol_problems(backend, MemoryBackend),
         "count": palace.count(),
         "best": [m.key for m in palace.query("database connection refused", top_k=2)],
@@ -444,6 +447,7 @@ def test_the_example_memory_backend_satisfies_the_protocol_and_serves_a_palace(
     plugin_site: Path, home: HomePaths
 ) -> None:
     found = in_child(plugin_env(plugin_site, home), "scenario_memory")
+    assert found["module"].startswith("aios_plugin_example")
     assert found["problems"] == []
     assert found["count"] == 3 and found["best"][0] == "pg-refused"
     assert found["value"] == {"fix": "cleanup", "text": "no space left on /var"}

@@ -90,6 +90,10 @@ def chroma_url(paths: HomePaths, config: AIOSConfig) -> str | None:
 
 def make_backend(paths: HomePaths, config: AIOSConfig) -> MemoryBackend:
     """The backend ``[memory] backend`` names, where this home keeps it."""
+    if "." in config.memory.backend:  # a plugin's (an aios.memory_backends entry point)
+        from aios.plugins.memory import plugin_backend
+
+        return plugin_backend(config.memory.backend, paths, config)
     if config.memory.backend == "json":
         from aios.memory.json_backend import JsonBackend
 
