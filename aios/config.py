@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SecretStr,
     ValidationError,
     WithJsonSchema,
     field_validator,
@@ -380,6 +381,57 @@ class AutonomySettings(BaseModel):
     )
 
 
+RiskLevel = Literal["low", "medium", "high"]
+# An approver's name: no spaces or brackets, so it can never be taken for AIOS's own answers
+# ("aios (timeout)") or be misread in the log.
+APPROVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# RFC 4226 asks for at least 128 bits of shared secret: 26 base32 characters.
+MIN_SECRET_CHARS = 26
+
+
+class ApproverSettings(BaseModel):
+    """One person who may answer approvals: up to which risk, and the secret behind the
+    one-time codes of their authenticator app (TOTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_risk: RiskLevel = Field(description="The highest risk this approver may approve.")
+    totp_secret: SecretStr = Field(
+        description="Base32 TOTP secret (aios approvals add-approver makes one)."
+    )
+
+    @field_validator("totp_secret")
+    @classmethod
+    def _base32(cls, secret: SecretStr) -> SecretStr:
+        text = secret.get_secret_value().replace(" ", "").upper().rstrip("=")
+        if len(text) < MIN_SECRET_CHARS or not re.fullmatch(r"[A-Z2-7]+", text):
+            raise ValueError(
+                f"not a base32 secret of at least {MIN_SECRET_CHARS} characters "
+                "(aios approvals add-approver makes one)"
+            )
+        return SecretStr(text)
+
+
+class ApprovalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    approvers: dict[str, ApproverSettings] = Field(
+        default_factory=dict,
+        description="Who may answer approvals, by name. None listed: anyone may, and the name "
+        "given is recorded unchecked.",
+    )
+
+    @field_validator("approvers")
+    @classmethod
+    def _names(cls, approvers: dict[str, ApproverSettings]) -> dict[str, ApproverSettings]:
+        for name in approvers:
+            if not APPROVER_NAME.match(name):
+                raise ValueError(
+                    f"approver name {name!r}: letters, digits and . _ @ - only (at most 64)"
+                )
+        return approvers
+
+
 class EvolvedAgent(BaseModel):
     """Where one agent's tunables live: keys in its config file, or a Prefect deployment's
     parameters. Any of the three may be left out."""
@@ -440,6 +492,7 @@ class AIOSConfig(BaseSettings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     lessons: LessonSettings = Field(default_factory=LessonSettings)
     autonomy: AutonomySettings = Field(default_factory=AutonomySettings)
+    approvals: ApprovalSettings = Field(default_factory=ApprovalSettings)
     evolution: EvolutionSettings = Field(default_factory=EvolutionSettings)
 
     @classmethod
@@ -647,6 +700,17 @@ embedding = "auto"
 [autonomy]
 demote_after = 2           # failed verifications in a row that make a playbook ask a person
 promote_after = 5          # approved and verified runs in a row that propose a promotion
+
+[approvals]
+# Who may answer approvals (the Prefect UI's Resume form, aios approvals approve|reject,
+# aios react), and up to which risk. With no approver listed, anyone may approve and the name
+# typed is recorded, not checked. A listed approver answers with the 6-digit code of an
+# authenticator app; add one with `aios approvals add-approver NAME --max-risk high`, which
+# writes the secret here. With approvers listed, this file must be its owner's alone (chmod
+# 600): otherwise every answer is refused.
+# [approvals.approvers.ana]
+# max_risk = "high"                # low | medium | high
+# totp_secret = "BASE32..."        # made by aios approvals add-approver
 
 [lessons]
 min_count = 3              # a failure signature seen this often...

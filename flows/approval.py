@@ -1,10 +1,14 @@
 """The approval gate: a risky remediation waits for a person in the Prefect UI.
 
 ``wait_for_approval`` pauses the flow run with ``pause_flow_run(wait_for_input=...)``: the UI
-shows a Resume form (approve, reason, approver, and the remediation it is about) under a
-description of the trigger, the playbook, the planned actions (dry run), the breaker and past
-outcomes. An answer without an approver's name, or for another remediation (a form left open
-while the run moved on), is asked again.
+shows a Resume form (approve, reason, approver, code, and the remediation it is about) under a
+description of the trigger, the playbook, the planned actions (dry run), the breaker, past
+outcomes and who may approve. Every answer, through the form, ``aios approvals`` or Prefect's
+resume API alike, must pass ``aios.approvers``: with approvers configured, a configured name
+whose max_risk covers the risk and that approver's current one-time code, unused. An answer
+that does not count (no name, not an approver, risk above theirs, a wrong or spent code, about
+another remediation, a run resumed without a valid answer) is recorded as ``approval.refused``
+and asked again until the deadline.
 
 A watchdog thread beside the pause:
 - at the deadline, resumes the run with a denial marked expired (retrying until the run is no
@@ -34,7 +38,10 @@ from prefect.input import RunInput
 from prefect.logging import get_run_logger
 from pydantic import Field
 
+from aios.approvers import Answer, ApprovalGuard, who_may_approve
 from aios.durations import format_duration
+from aios.errors import ConfigError
+from aios.home import HomePaths
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest
 
 EXPIRED_APPROVER = "aios (timeout)"
@@ -56,6 +63,10 @@ class RemediationApproval(RunInput):
     )
     reason: str = Field(default="", description="Why: recorded with the decision.")
     approver: str = Field(min_length=1, description="Your name: who decides.")
+    code: str = Field(
+        default="",
+        description="Your 6-digit approval code, when approvers are configured.",
+    )
     remediation_id: str = Field(
         default="", description="The remediation this answer is about (filled in; keep it)."
     )
@@ -80,30 +91,51 @@ def announce_waiting(request: ApprovalRequest, flow_run_id: str, timeout_s: floa
     )
 
 
-def announce_late(request: ApprovalRequest, answer: Any, flow_run_id: str) -> None:
-    """``approval.late``: a person answered after the deadline; the answer did not count."""
+def announce_late(
+    request: ApprovalRequest, answer: Any, flow_run_id: str, code_step: int | None = None
+) -> None:
+    """``approval.late``: a person answered after the deadline; the answer did not count (its
+    code, when valid, is spent all the same: ``code_step``)."""
     from aios.runtime import default_bus
 
+    payload: dict[str, Any] = {
+        "remediation_id": request.remediation_id,
+        "playbook": request.playbook,
+        "flow_run_id": flow_run_id,
+        "approver": str(answer.approver)[:200],
+        "approve": bool(answer.approve),
+        "reason": str(answer.reason)[:2000],
+    }
+    if code_step is not None:
+        payload["code_step"] = code_step
     default_bus().emit(
         "approval.late",
-        {
-            "remediation_id": request.remediation_id,
-            "playbook": request.playbook,
-            "flow_run_id": flow_run_id,
-            "approver": str(answer.approver),
-            "approve": bool(answer.approve),
-            "reason": str(answer.reason)[:2000],
-        },
+        payload,
         source=WAITING_SOURCE,
         labels={"playbook": request.playbook, "remediation": request.remediation_id},
     )
 
 
-def describe(request: ApprovalRequest, timeout_s: float, note: str = "") -> str:
+def who_may_answer(guard: ApprovalGuard, risk: str) -> str:
+    """The form's line on who may answer (empty when anyone may)."""
+    try:
+        approvers = guard.approvers()
+    except ConfigError as exc:
+        return f"Every answer is refused until the configuration is fixed: {exc}"
+    if not approvers:
+        return ""
+    names = ", ".join(who_may_approve(approvers, risk)) or "no configured approver"
+    return (
+        f"May approve {risk} risk: {names}. Give your approver name and your current 6-digit "
+        "code, to approve or to reject."
+    )
+
+
+def describe(request: ApprovalRequest, timeout_s: float, note: str = "", who: str = "") -> str:
     """The form's description: markdown a person can decide on."""
     lines = [f"## Approve remediation `{request.remediation_id}`?", ""]
     if note:
-        lines += [f"**{note}**", ""]
+        lines += [f"**{_escape(note)}**", ""]  # it may quote what an answer said
     for line in request.description.splitlines():  # one line each, wrapped by the UI
         text = line.strip()
         if text:
@@ -115,6 +147,8 @@ def describe(request: ApprovalRequest, timeout_s: float, note: str = "") -> str:
         f"Risk: **{request.risk}**. Unanswered after {format_duration_s(timeout_s)}, it is "
         "denied. Tick *approve* to run it; leave it off to reject it."
     )
+    if who:
+        lines += ["", _escape(who)]
     return "\n".join(lines)
 
 
@@ -202,12 +236,14 @@ def wait_for_approval(
     poll_s: float = 2.0,
     decided: Decided | None = None,
     other_waiting: Callable[[], bool] | None = None,
+    guard: ApprovalGuard | None = None,
 ) -> ApprovalDecision:
     """Pause this flow run until a person answers (or the timeout denies it).
 
     ``decided`` reads the decision recorded about this remediation, if any (another run may
     have asked and been answered); ``other_waiting`` says whether another run is paused for
     it right now, in which case this run waits for that answer instead of asking again.
+    ``guard`` checks each answer (default: this home's approvers).
     """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
@@ -224,6 +260,8 @@ def wait_for_approval(
             return found
         if time.monotonic() >= deadline:
             return _expired(timeout_s)
+    guard = guard or ApprovalGuard(HomePaths.current())
+    subject = request.subject("prefect", str(flow_run_id))
     watchdog = _Watchdog(flow_run_id, request, deadline, decided, poll_s)
     watchdog.start()
     announce_waiting(request, str(flow_run_id), max(0.0, deadline - time.monotonic()))
@@ -233,9 +271,10 @@ def wait_for_approval(
             if time.monotonic() >= deadline:
                 return _expired(timeout_s)
             form = RemediationApproval.with_initial_data(
-                description=describe(request, timeout_s, note),
+                description=describe(request, timeout_s, note, who_may_answer(guard, request.risk)),
                 approve=False,
                 reason="",
+                code="",
                 remediation_id=request.remediation_id,
             )
             watchdog.paused.set()
@@ -248,6 +287,17 @@ def wait_for_approval(
                 )
             except FlowPauseTimeout:  # the watchdog could not resume it: still a clean denial
                 return _expired(timeout_s, "the run could not be resumed in time")
+            except (ValueError, TypeError) as exc:
+                # Running again without an input the form's schema accepts: the state was set
+                # by hand, or an input written around the resume API. Nobody answered.
+                refused = guard.judge(
+                    subject,
+                    Answer("", "", False),
+                    ("no_answer", f"the run was resumed without a valid answer ({exc})"[:500]),
+                )
+                note = f"That answer was refused: {refused.reason}. Please answer again."
+                run_logger.warning("resumed without a valid answer; asking again")
+                continue
             finally:
                 watchdog.paused.clear()
             approver = str(answer.approver).strip()
@@ -255,23 +305,35 @@ def wait_for_approval(
                 return _expired(timeout_s)
             if approver == ELSEWHERE_APPROVER and watchdog.elsewhere is not None:
                 return watchdog.elsewhere
+            given = Answer(approver, str(answer.code), bool(answer.approve))
             if time.monotonic() >= deadline:  # a person, but too late: recorded, not counted
-                announce_late(request, answer, str(flow_run_id))
+                with guard.lock:  # its code is spent all the same
+                    late = guard.check(request.risk, given, ("late", "after the deadline"))
+                    announce_late(request, answer, str(flow_run_id), late.step)
                 return _expired(timeout_s, f"{approver or 'someone'} answered after the deadline")
+            problem = None
             if str(answer.remediation_id) != request.remediation_id:
-                note = (
-                    f"That answer was about remediation {answer.remediation_id or '(none)'}, not "
-                    f"{request.remediation_id}: please answer again."
+                problem = (
+                    "other_remediation",
+                    f"it was about remediation {str(answer.remediation_id)[:80] or '(none)'}, not "
+                    f"{request.remediation_id}",
                 )
-                run_logger.warning("an answer for another remediation; asking again")
-                continue
-            if not approver or approver in (EXPIRED_APPROVER, ELSEWHERE_APPROVER):
-                note = "An approver's name is required: please answer again."
-                run_logger.warning("approval answered without a usable name; asking again")
+            elif approver in (EXPIRED_APPROVER, ELSEWHERE_APPROVER):
+                problem = ("reserved_name", f"{approver!r} is AIOS's own name, not a person's")
+            checked = guard.judge(subject, given, problem)
+            if not checked.allowed:
+                note = f"That answer was refused: {checked.reason}. Please answer again."
+                run_logger.warning("approval answer refused (%s); asking again", checked.refusal)
                 continue
             verdict = "approved" if answer.approve else "rejected"
             reason = str(answer.reason).strip() or f"{verdict} in the Prefect UI"
-            return ApprovalDecision(bool(answer.approve), approver, reason)
+            return ApprovalDecision(
+                bool(answer.approve),
+                checked.approver,
+                reason,
+                verified=checked.verified,
+                code_step=checked.step,
+            )
     finally:
         watchdog.answered.set()
 

@@ -93,6 +93,8 @@ def test_an_answer_about_another_remediation_is_asked_again(
     assert (
         ws.level() == 1 and started(home) == 0 and not events_of(home, "type = 'approval.granted'")
     )
+    [(_, _, other, _)] = events_of(home, "type = 'approval.refused'")
+    assert (other["refusal"], other["approver"]) == ("other_remediation", "eve")
     answered = aios_cli(
         "approvals",
         "approve",
@@ -108,6 +110,7 @@ def test_an_answer_about_another_remediation_is_asked_again(
     assert [o["status"] for o in result["outcomes"]] == ["succeeded"] and ws.level() == 2
     [(_, _, granted, _)] = events_of(home, "type = 'approval.granted'")
     assert granted["approver"] == "ops"
+    assert granted["verified"] is False  # no approvers configured: the name is taken as given
 
 
 def test_two_runs_about_one_remediation_ask_once_and_act_once(

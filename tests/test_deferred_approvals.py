@@ -393,6 +393,41 @@ def test_an_approval_is_for_the_plan_that_was_shown(
     assert count(event, "approval.granted") == 2
 
 
+def test_a_playbook_that_lowers_its_own_risk_is_asked_about_again(
+    home: HomePaths, root: Path, config_file: Path
+) -> None:
+    reactor, _ = deferring(home, root, [risky(config_file, risk="high")])
+    event = trigger()
+    request = request_of(awaiting(reactor, event))
+    assert request.risk == "high"
+    assert reactor.record_decision(event, request, grant()) is None
+    # Between the question and the answer the file came to say medium, actions unchanged: an
+    # approver allowed only medium risk must not inherit an approval given for high.
+    reactor, _ = deferring(home, root, [risky(config_file, risk="medium")])
+    again = request_of(awaiting(reactor, event))
+    assert again.risk == "medium" and again.digest != request.digest
+    assert count(event, "approval.stale") == 1 and count(event, "remediation.started") == 0
+    assert interval(config_file) == 60
+
+
+def test_a_decision_records_who_and_whether_a_code_proved_it(
+    home: HomePaths, root: Path, config_file: Path
+) -> None:
+    reactor, _ = deferring(home, root, [risky(config_file)])
+    first, second = trigger("a"), trigger("b")
+    proved = ApprovalDecision(True, "ana", "checked", verified=True, code_step=59_000_000)
+    assert reactor.record_decision(first, request_of(awaiting(reactor, first)), proved) is None
+    assert (
+        reactor.record_decision(second, request_of(awaiting(reactor, second)), deny()) is not None
+    )
+    decided = [e.payload for e in steps(first) + steps(second) if e.type.startswith("approval.")]
+    decided = [p for p in decided if "verified" in p]
+    assert [(p["approver"], p["verified"], p.get("code_step")) for p in decided] == [
+        ("ana", True, 59_000_000),
+        ("bob", False, None),
+    ]
+
+
 @pytest.mark.parametrize("forgery", ["no seal", "wrong seal", "another remediation", "other key"])
 def test_a_forged_grant_lets_nothing_run(
     home: HomePaths, root: Path, config_file: Path, tmp_path: Path, forgery: str

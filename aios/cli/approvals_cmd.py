@@ -1,18 +1,25 @@
 """``aios approvals``: list, approve and reject remediations waiting for a person, through the
-Prefect API (the same answer as the Resume form in the Prefect UI)."""
+Prefect API (the same answer as the Resume form in the Prefect UI); add, remove and list the
+approvers allowed to answer (``[approvals.approvers]`` in config.toml, see ``aios.approvers``).
+"""
 
 from __future__ import annotations
 
 import getpass
 import socket
+import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
-from aios.cli.output import console, print_json, rows_table
+from aios.cli.output import console, err_console, print_json, rows_table
 from aios.errors import AIOSError, InputError
+from aios.home import HomePaths
 
-app = typer.Typer(help="Remediations waiting for a person: list, approve, reject.")
+app = typer.Typer(
+    help="Remediations waiting for a person: list, approve, reject; who may approve them."
+)
 WAITING_TYPE = "approval.waiting"
 WAITING_SOURCE = "aios.approvals"
 
@@ -116,19 +123,56 @@ def _resolve(run: str) -> dict[str, Any]:
 RECORDED_WAIT_S = 30.0
 
 
-def _answer(run: str, approve: bool, reason: str | None, approver: str | None) -> None:
+def _identity(item: dict[str, Any], approver: str | None, code: str | None) -> tuple[str, str]:
+    """Who answers and with which code. With approvers configured, a configured name whose
+    max_risk covers the remediation's risk and a code are required (asked for at a terminal);
+    the flow run's own check is the one that counts, this one only saves a round trip."""
+    from aios.approvers import DIGITS, ApprovalGuard, may_approve
+    from aios.home import HomePaths
+
+    approvers = ApprovalGuard(HomePaths.current()).approvers()  # ConfigError when unsafe
+    if not approvers:
+        return approver or f"{getpass.getuser()}@{socket.gethostname()} (terminal)", code or ""
+    interactive = sys.stdin.isatty()
+    if not approver:
+        if not interactive:
+            raise InputError("--approver NAME is required: approvers are configured")
+        approver = str(typer.prompt("Approver")).strip()
+    entry = approvers.get(approver)
+    if entry is None:
+        raise InputError(f"{approver!r} is not an approver (see aios approvals approvers)")
+    risk = str(item["risk"])
+    if not may_approve(entry, risk):
+        raise InputError(
+            f"{approver} may approve up to {entry.max_risk} risk; remediation "
+            f"{item['remediation_id']} is {risk} risk"
+        )
+    if not code:
+        if not interactive:
+            raise InputError(f"--code CODE is required: {approver}'s current {DIGITS}-digit code")
+        code = str(typer.prompt(f"{approver}'s {DIGITS}-digit code"))
+    code = "".join(code.split())
+    if len(code) != DIGITS or not code.isdigit():
+        raise InputError(f"--code must be {DIGITS} digits")
+    return approver, code
+
+
+def _answer(
+    run: str, approve: bool, reason: str | None, approver: str | None, code: str | None
+) -> None:
     import time
 
     from aios.prefect_api import HttpPrefectAPI, PrefectAPIError
     from aios.runtime import default_bus
 
     item = _resolve(run)
-    who = approver or f"{getpass.getuser()}@{socket.gethostname()} (terminal)"
+    who, code = _identity(item, approver, code)
     verdict = "approved" if approve else "rejected"
     body = {
         "approve": approve,
         "reason": reason or f"{verdict} at the terminal",
         "approver": who,
+        "code": code,
         "remediation_id": item["remediation_id"],  # the run asks again if it moved on
     }
     log = default_bus().log
@@ -154,6 +198,15 @@ def _answer(run: str, approve: bool, reason: str | None, approver: str | None) -
                     f"too late: remediation {item['remediation_id']} was no longer waiting "
                     "(its approval expired); nothing was run"
                 )
+            if (
+                event.type == "approval.refused"
+                and event.payload.get("approver") == who
+                and event.payload.get("flow_run_id") == item["flow_run_id"]
+            ):
+                raise AIOSError(
+                    f"refused: {event.payload.get('reason')}; remediation "
+                    f"{item['remediation_id']} still waits for an answer"
+                )
             if event.type in ("approval.granted", "approval.denied", "approval.expired"):
                 recorded = event.type.split(".")[1]
                 by = event.payload.get("approver")
@@ -176,21 +229,176 @@ def _answer(run: str, approve: bool, reason: str | None, approver: str | None) -
     )
 
 
+RunArg = Annotated[str, typer.Argument(help="Flow run id or remediation id (or a prefix).")]
+ReasonOpt = Annotated[str | None, typer.Option(help="Why (recorded).")]
+ApproverOpt = Annotated[
+    str | None,
+    typer.Option(help="Who: a configured approver's name (without approvers: any; user@host)."),
+]
+CodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The approver's current 6-digit code, when approvers are configured (asked for "
+        "at a terminal)."
+    ),
+]
+
+
 @app.command()
 def approve(
-    run: Annotated[str, typer.Argument(help="Flow run id or remediation id (or a prefix).")],
-    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-    approver: Annotated[str | None, typer.Option(help="Who (default: user@host).")] = None,
+    run: RunArg,
+    reason: ReasonOpt = None,
+    approver: ApproverOpt = None,
+    code: CodeOpt = None,
 ) -> None:
     """Approve a waiting remediation: it runs."""
-    _answer(run, True, reason, approver)
+    _answer(run, True, reason, approver, code)
 
 
 @app.command()
 def reject(
-    run: Annotated[str, typer.Argument(help="Flow run id or remediation id (or a prefix).")],
-    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-    approver: Annotated[str | None, typer.Option(help="Who (default: user@host).")] = None,
+    run: RunArg,
+    reason: ReasonOpt = None,
+    approver: ApproverOpt = None,
+    code: CodeOpt = None,
 ) -> None:
-    """Reject a waiting remediation: it is skipped, and the run ends cleanly."""
-    _answer(run, False, reason, approver)
+    """Reject a waiting remediation: it is skipped, and the run ends cleanly. With approvers
+    configured a rejection needs an approver and code too: a forged one would deny a fix."""
+    _answer(run, False, reason, approver, code)
+
+
+def _edit_approvers(
+    paths: HomePaths, *, add: tuple[str, str, str] | None = None, remove: str | None = None
+) -> None:
+    """Add (name, max_risk, secret) or remove an approver in config.toml: comments and layout
+    kept, the file replaced atomically and left readable by its owner alone (it holds the
+    secrets). A configuration that does not load is refused before anything is written."""
+    import os
+    import tomllib
+
+    import tomlkit
+    from pydantic import ValidationError
+    from tomlkit.items import Table
+
+    from aios.atomic import write_atomic
+    from aios.config import APPROVER_NAME, AIOSConfig, config_template, load_config
+    from aios.errors import ConfigError
+    from aios.locking import file_lock
+
+    name = add[0] if add else str(remove)
+    if add and not APPROVER_NAME.match(name):
+        raise InputError(f"approver name {name!r}: letters, digits and . _ @ - only (at most 64)")
+    with file_lock(paths.root / "config.toml.lock"):  # one edit at a time
+        if paths.config.exists():
+            if paths.config.stat().st_uid != os.geteuid():
+                raise ConfigError("belongs to another user: not edited", path=str(paths.config))
+            load_config(paths)  # names file, line and key of what is wrong already
+            text = paths.config.read_text(encoding="utf-8")
+        else:
+            text = config_template()
+        document = tomlkit.parse(text)
+        approvals = document.get("approvals")
+        if approvals is None:
+            approvals = tomlkit.table()
+            document.append("approvals", approvals)
+        approvers = approvals.get("approvers")
+        if approvers is None:
+            approvers = tomlkit.table(is_super_table=True)
+            approvals.append("approvers", approvers)
+        if not isinstance(approvals, Table) or not isinstance(approvers, Table):
+            raise ConfigError(
+                "[approvals.approvers] is not a table here: edit it by hand",
+                path=str(paths.config),
+            )
+        if remove is not None:
+            if name not in approvers:
+                raise InputError(f"{name!r} is not an approver (see aios approvals approvers)")
+            del approvers[name]
+        if add is not None:
+            if name in approvers:
+                raise InputError(
+                    f"{name} is an approver already; remove-approver first to give a new secret"
+                )
+            entry = tomlkit.table()
+            entry.add("max_risk", add[1])
+            entry.add("totp_secret", add[2])
+            entry.add(tomlkit.nl())
+            approvers.append(name, entry)
+        updated = tomlkit.dumps(document)
+        try:
+            AIOSConfig(**tomllib.loads(updated))
+        except ValidationError as exc:
+            raise ConfigError(f"the edit would not load: {exc}", path=str(paths.config)) from None
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(paths.config, updated.encode(), mode=0o600)
+
+
+class MaxRisk(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+@app.command("add-approver")
+def add_approver(
+    name: Annotated[str, typer.Argument(help="The approver's name (letters, digits, . _ @ -).")],
+    max_risk: Annotated[
+        MaxRisk, typer.Option("--max-risk", help="The highest risk they may approve.")
+    ],
+) -> None:
+    """Add an approver: a new one-time-code secret, written into config.toml (made 0600).
+
+    Prints the otpauth:// URI and the secret once, for an authenticator app.
+    """
+    from aios.approvers import new_secret, provisioning_uri
+    from aios.home import HomePaths
+
+    paths = HomePaths.current()
+    secret = new_secret()
+    _edit_approvers(paths, add=(name, max_risk.value, secret))
+    console.print(
+        f"added approver {name} (max risk {max_risk.value}) to {paths.config} (mode 0600)",
+        markup=False,
+    )
+    # Plain lines, never wrapped: they are copied into an authenticator app.
+    typer.echo("Add it to an authenticator app now; the secret is not shown again:")
+    typer.echo(f"  {provisioning_uri(name, secret)}")
+    typer.echo(f"  secret: {secret}")
+
+
+@app.command("remove-approver")
+def remove_approver(
+    name: Annotated[str, typer.Argument(help="The approver to remove.")],
+) -> None:
+    """Remove an approver: their codes stop counting at once."""
+    from aios.home import HomePaths
+
+    paths = HomePaths.current()
+    _edit_approvers(paths, remove=name)
+    console.print(f"removed approver {name} from {paths.config}", markup=False)
+
+
+@app.command("approvers")
+def list_approvers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The approvers and the highest risk each may approve (never their secrets)."""
+    from aios.approvers import check_private
+    from aios.config import load_config
+    from aios.home import HomePaths
+
+    paths = HomePaths.current()
+    approvers = load_config(paths).approvals.approvers
+    found = [{"name": n, "max_risk": a.max_risk} for n, a in sorted(approvers.items())]
+    if approvers:
+        try:
+            check_private(paths.config)
+        except AIOSError as exc:
+            err_console.print(f"warning: {exc}", markup=False)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        console.print("no approvers configured: anyone may approve, the name given is recorded")
+        return
+    console.print(rows_table(["approver", "max risk"], [(a["name"], a["max_risk"]) for a in found]))

@@ -814,6 +814,7 @@ class Reactor:
                 "playbook": request.playbook,
                 "approver": decision.approver,
                 "reason": decision.reason,
+                **_identity(decision),
                 "digest": request.digest,
                 "seal": seal(self.settings.paths, rid, verdict, decision.approver, request.digest),
             },
@@ -842,6 +843,7 @@ class Reactor:
             "approver": decision.approver,
             "reason": decision.reason,
             "by_person": decision.by_person,
+            **_identity(decision),
             "digest": digest,
             "seal": seal(self.settings.paths, step.rid, verdict, decision.approver, digest),
         }
@@ -1070,6 +1072,15 @@ class Reactor:
                 Severity.HIGH,
             )
         return restored
+
+
+def _identity(decision: ApprovalDecision) -> dict[str, Any]:
+    """Whether an approver's one-time code proved who decided, and the code's time step (so
+    it is spent: ``aios.approvers``)."""
+    found: dict[str, Any] = {"verified": decision.verified}
+    if decision.code_step is not None:
+        found["code_step"] = decision.code_step
+    return found
 
 
 def action_context(
