@@ -410,6 +410,22 @@ def test_a_playbook_that_lowers_its_own_risk_is_asked_about_again(
     assert interval(config_file) == 60
 
 
+def test_a_playbook_that_lowers_itself_to_automatic_still_waits_for_the_person(
+    home: HomePaths, root: Path, config_file: Path
+) -> None:
+    reactor, _ = deferring(home, root, [risky(config_file)])
+    event = trigger()
+    request = request_of(awaiting(reactor, event))
+    # While the question waits, the file comes to say low risk and automatic.
+    lowered = risky(config_file, risk="low", auto_execute=True)
+    reactor, _ = deferring(home, root, [lowered])
+    again = awaiting(reactor, event)
+    assert again.remediation_id == request.remediation_id
+    assert count(event, "remediation.started") == 0 and interval(config_file) == 60
+    # A fresh event for the lowered playbook runs on its own, as low risk does.
+    assert reactor.process(trigger("other"))[0].status == "succeeded"
+
+
 def test_a_decision_records_who_and_whether_a_code_proved_it(
     home: HomePaths, root: Path, config_file: Path
 ) -> None:

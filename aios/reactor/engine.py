@@ -483,7 +483,12 @@ class Reactor:
         # targets) is asked about again.
         digest = plan_digest(playbook, plan_dicts)
         granted = self.state.approved.get(rid)
-        if step.needs_approval(self.settings.approve_from) and granted != digest:
+        # Once a person was asked about this remediation it waits for a person, even if its
+        # playbook came to say low risk meanwhile: a playbook cannot lower itself out of the
+        # question it raised.
+        asked = rid in self.state.requested or granted is not None
+        needs_person = step.needs_approval(self.settings.approve_from) or asked
+        if needs_person and granted != digest:
             denied = self.state.denied.get(rid)
             if denied is not None:
                 return Outcome(
