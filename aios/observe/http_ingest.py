@@ -16,16 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from aios import __version__
 from aios.bus import EventBus, coerce_event
 from aios.errors import EventValidationError
-from aios.event import Event, check_outside_source
+from aios.event import (
+    LABEL_KEY_PATTERN,
+    MAX_PAYLOAD_DEPTH,
+    MAX_SOURCE_LENGTH,
+    MAX_TYPE_LENGTH,
+    SOURCE_PATTERN,
+    TYPE_PATTERN,
+    Event,
+    Severity,
+    check_outside_source,
+)
 from aios.home import HomePaths
+from aios.log.line_format import MAX_EVENT_BYTES, canonical_body
 
 
 class Accepted(BaseModel):
@@ -61,24 +73,78 @@ def ensure_token(paths: HomePaths) -> str:
     return token
 
 
+# What the Event model accepts from outside, stated so a client (or schemathesis) can tell a
+# good body from a bad one without sending it. What JSON Schema cannot say is in descriptions.
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "One event. Its id is assigned by AIOS; unknown fields are refused.",
     "required": ["type"],
+    "additionalProperties": False,
     "properties": {
-        "type": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"},
-        "source": {"type": "string"},
-        "severity": {"enum": ["info", "low", "medium", "high", "critical"]},
-        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-        "payload": {"type": "object"},
-        "time": {"type": "string", "format": "date-time"},
+        "type": {
+            "type": "string",
+            "pattern": TYPE_PATTERN.pattern,
+            "maxLength": MAX_TYPE_LENGTH,
+            "description": "Dotted lowercase segments, e.g. agent.note.",
+        },
+        "source": {
+            "type": "string",
+            "pattern": SOURCE_PATTERN.pattern,
+            "maxLength": MAX_SOURCE_LENGTH,
+            # check_outside_source, for the ASCII spellings JSON Schema can match
+            "not": {"pattern": r"^\s*[Aa][Ii][Oo][Ss](\.|\s*$)"},
+            "description": "Who sent it: one line; 'aios' and 'aios.*' belong to AIOS.",
+        },
+        "severity": {"enum": [severity.value for severity in Severity]},
+        "priority": {"description": "Derived from severity: accepted and ignored."},
+        "labels": {
+            "type": "object",
+            "propertyNames": {"pattern": LABEL_KEY_PATTERN.pattern, "maxLength": 100},
+            "additionalProperties": {"type": "string"},
+        },
+        "payload": {
+            "type": "object",
+            "description": f"Any JSON object, nested at most {MAX_PAYLOAD_DEPTH} levels, "
+            f"integers within signed 64 bits; an event is at most {MAX_EVENT_BYTES} bytes "
+            "once stored.",
+        },
+        "time": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When it happened (RFC 3339), within years 1 to 9999 in UTC; "
+            "default: when it arrives.",
+        },
         "correlation_id": {"type": ["string", "null"]},
         "causation_id": {"type": ["string", "null"]},
     },
+}
+_EVENTS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": _EVENT_SCHEMA}
+_BODY_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        _EVENT_SCHEMA,
+        _EVENTS_SCHEMA,
+        {
+            "type": "object",
+            "required": ["events"],
+            "additionalProperties": False,
+            "properties": {"events": _EVENTS_SCHEMA},
+        },
+    ]
 }
 
 
 def _problem(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _unwritable(events: list[Event]) -> str:
+    """Which event the log refused (too large once serialised), naming its index."""
+    for index, event in enumerate(events):
+        try:
+            canonical_body(event)
+        except EventValidationError as exc:
+            return str(exc.within(f"[{index}]"))
+    return "the events could not be written"
 
 
 def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) -> FastAPI:
@@ -94,11 +160,15 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
         description="Append events to the AIOS log. Authorization: Bearer <token>.",
     )
     expected = token.strip().encode()
+    # Declares the scheme in the OpenAPI schema only: it never refuses (auto_error off), and
+    # the handler checks the token itself, in constant time.
+    bearer = HTTPBearer(auto_error=False, description="The token in $AIOS_HOME/ingest.token.")
 
     @app.post(
         "/events",
         status_code=201,
         response_model=Accepted,
+        dependencies=[Security(bearer)],
         responses={
             400: {"model": Problem},
             401: {"model": Problem},
@@ -108,23 +178,9 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                _EVENT_SCHEMA,
-                                {"type": "array", "items": _EVENT_SCHEMA},
-                                {
-                                    "type": "object",
-                                    "required": ["events"],
-                                    "properties": {
-                                        "events": {"type": "array", "items": _EVENT_SCHEMA}
-                                    },
-                                },
-                            ]
-                        }
-                    }
-                },
+                "description": 'An event, a list of them, or {"events": [...]}; all or none '
+                "are written.",
+                "content": {"application/json": {"schema": _BODY_SCHEMA}},
             }
         },
     )
@@ -149,6 +205,8 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
             return _problem(400, f"the body is not JSON: {exc}")
         if isinstance(data, dict) and "events" in data and set(data) == {"events"}:
             data = data["events"]
+            if not isinstance(data, list):  # {"events": {...}} is not one event
+                return _problem(422, "events: must be a list of events")
         items = data if isinstance(data, list) else [data]
         if not items:
             return _problem(422, "no events in the body")
@@ -158,6 +216,10 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
                 return _problem(422, f"[{index}]: an event must be a JSON object")
             if "id" in item:
                 return _problem(422, f"[{index}].id: ids are assigned by AIOS")
+            if "time" in item and not isinstance(item["time"], str):
+                # The model would read a number as Unix seconds, or as milliseconds when it is
+                # large: a guess the schema (RFC 3339) never offered.
+                return _problem(422, f"[{index}].time: must be an RFC 3339 string")
             try:
                 event = coerce_event(item)
                 check_outside_source(event.source)
@@ -166,7 +228,10 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
                 return _problem(422, str(exc.within(f"[{index}]")))
             except RecursionError:
                 return _problem(422, f"[{index}]: nested too deeply")
-        written = await run_in_threadpool(bus.publish, events)
+        try:
+            written = await run_in_threadpool(bus.publish, events)
+        except EventValidationError:  # over the log's size per event: nothing was written
+            return _problem(422, _unwritable(events))
         return JSONResponse(
             {"accepted": len(written), "ids": [e.id for e in written]}, status_code=201
         )
