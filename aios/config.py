@@ -527,11 +527,15 @@ def load_config(paths: HomePaths | None = None) -> AIOSConfig:
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read: {exc}", path=str(path)) from None
+        except ValueError as exc:  # tomllib passes on int()'s refusal of over 4300 digits
+            raise ConfigError(f"not valid TOML: {exc}", path=str(path)) from None
+        except RecursionError:  # tomllib follows nested arrays and tables by recursion
+            raise ConfigError("not valid TOML: nested too deeply", path=str(path)) from None
     try:
         return AIOSConfig(**data)
     except ValidationError as exc:
         raise _config_error(exc, path, text) from None
-    except SettingsError as exc:  # an AIOS_* variable that does not parse (e.g. bad JSON)
+    except (SettingsError, RecursionError) as exc:  # an AIOS_* variable's JSON: bad, too deep
         names = [n for n in os.environ if n.upper().startswith(ENV_PREFIX) and n != "AIOS_HOME"]
         raise ConfigError(
             f"{exc}; check {', '.join(sorted(names)) or 'the AIOS_* variables'}",
@@ -548,7 +552,9 @@ def _config_error(exc: ValidationError, path: Path, text: str) -> ConfigError:
         message = "unknown key"
     for name in os.environ:
         upper = name.upper()
-        section = ENV_PREFIX + loc[0].upper() if loc else ""
+        if upper == "AIOS_HOME":  # where config.toml is, not an override: [home] is the file's
+            continue
+        section = ENV_PREFIX + loc[0].upper() if loc and loc[0] else ""
         exact = ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in loc[:2])
         if section and (upper == section or upper.startswith(exact)):
             return ConfigError(message, path=f"environment variable {name}", key=key)

@@ -24,7 +24,12 @@ def parse_duration(text: str | float | int) -> timedelta:
     if isinstance(text, bool):
         raise DurationError(f"not a duration: {text!r}")
     if isinstance(text, int | float):
-        return _checked(float(text), text)
+        try:
+            return _checked(float(text), text)
+        except OverflowError:  # an int beyond any float, e.g. 10**400 from YAML or TOML
+            raise DurationError(
+                f"duration out of range: {_shown(text)} (at most 100 years)"
+            ) from None
     value = text.strip().lower().replace(" ", "")
     if not value:
         raise DurationError("empty duration (expected e.g. 90s, 5m, 24h, 7d)")
@@ -32,23 +37,32 @@ def parse_duration(text: str | float | int) -> timedelta:
         seconds = float(value)
     except ValueError:
         pos, seconds = 0, 0.0
-        for match in _PART.finditer(value):
-            if match.start() != pos:
-                break
+        # Each part is matched where the last ended: searching ahead instead (finditer)
+        # rescans a long run of digits from every position, quadratic in the text.
+        while match := _PART.match(value, pos):
             seconds += float(match.group(1)) * _UNITS[match.group(2)]
             pos = match.end()
         if pos != len(value):
             raise DurationError(
-                f"not a duration: {text!r} (expected e.g. 90s, 5m, 1h30m, 24h, 7d)"
+                f"not a duration: {_shown(text)} (expected e.g. 90s, 5m, 1h30m, 24h, 7d)"
             ) from None
     return _checked(seconds, text)
 
 
+def _shown(text: object, limit: int = 60) -> str:
+    """``repr(text)``, cut short: an error message should not repeat a megabyte of input."""
+    try:
+        shown = repr(text)
+    except ValueError:  # an int over Python's 4300-digit limit for str()
+        return "a number with thousands of digits"
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 def _checked(seconds: float, text: object) -> timedelta:
     if not math.isfinite(seconds) or seconds > _MAX_SECONDS:
-        raise DurationError(f"duration out of range: {text!r} (at most 100 years)")
+        raise DurationError(f"duration out of range: {_shown(text)} (at most 100 years)")
     if seconds < 0:
-        raise DurationError(f"duration must not be negative: {text!r}")
+        raise DurationError(f"duration must not be negative: {_shown(text)}")
     return timedelta(seconds=seconds)
 
 
@@ -68,9 +82,13 @@ def parse_time(text: str, *, now: datetime | None = None) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise DurationError(
-            f"not a duration or ISO 8601 time: {text!r} (expected e.g. 24h, 7d, 2026-11-21T08:00Z)"
+            f"not a duration or ISO 8601 time: {_shown(text)} "
+            "(expected e.g. 24h, 7d, 2026-11-21T08:00Z)"
         ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise DurationError(f"time out of range once converted to UTC: {_shown(text)}") from None
 
 
 def format_duration(delta: timedelta | float) -> str:
@@ -94,7 +112,7 @@ def _duration_input(value: object) -> timedelta:
             return parse_duration(value)
         except DurationError as exc:
             raise ValueError(str(exc)) from None
-    raise ValueError(f"not a duration: {value!r} (expected e.g. 90s, 5m, 24h)")
+    raise ValueError(f"not a duration: {_shown(value)} (expected e.g. 90s, 5m, 24h)")
 
 
 Duration = Annotated[

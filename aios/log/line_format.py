@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from aios.errors import EventValidationError
+from aios.errors import EventValidationError, LogIntegrityError
 from aios.event import Event, Severity
 
 GENESIS_HASH = "0" * 64
@@ -212,5 +212,14 @@ def event_from_record(record: dict[str, Any]) -> Event:
 
 
 def parse_line(line: bytes) -> Event:
-    """The Event a log line holds."""
-    return event_from_record(orjson.loads(line))
+    """The Event a log line holds; LogIntegrityError if the line holds no event.
+
+    The reader trusts the writer's layout and does not check each hash, so a line changed on
+    disk can reach here: it is reported as the log's fault, not as a crash in the reader.
+    """
+    try:
+        return event_from_record(orjson.loads(line))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise LogIntegrityError(
+            f"a line does not hold an event ({type(exc).__name__}: {exc}); run `aios events verify`"
+        ) from None

@@ -34,6 +34,7 @@ from aios.errors import EventValidationError
 from aios.event import Event, check_outside_source, new_event_id
 from aios.home import HomePaths
 from aios.locking import file_lock
+from aios.log.line_format import canonical_body
 from aios.store import open_store
 
 MAX_FILE_BYTES = 32 * 2**20
@@ -93,6 +94,9 @@ def _parse(data: bytes, name: str) -> tuple[list[Event], list[dict[str, Any]]]:
         try:
             event = coerce_event(record)
             check_outside_source(event.source)
+            # Too large for the log: caught here, or the whole file would fail to append on
+            # every pass and stay in processing/ for ever.
+            canonical_body(event)
             events.append(event)
         except EventValidationError as exc:
             rejected.append({"line": number, "reason": str(exc), "raw": _raw(raw)})
@@ -157,6 +161,9 @@ def _ingest_one(
     report: InboxReport,
 ) -> None:
     claim, name = claimed.name[:_CLAIM], claimed.name[_CLAIM + 1 :]  # "<uuid>-<name>"
+    # A name that is not UTF-8 arrives with surrogates, which the log cannot store: the
+    # events record it with U+FFFD in their place.
+    name = os.fsencode(name).decode("utf-8", "replace")
     report.files += 1
     if _consumed(paths, claim):
         report.skipped_already_consumed += 1
@@ -182,7 +189,7 @@ def _ingest_one(
             "claim": claim,
             "accepted": len(events),
             "rejected": len(bad),
-            "rejected_file": f"rejected/{rejected_name}" if bad else None,
+            "rejected_file": f"rejected/{claim}-{name}.rejected.jsonl" if bad else None,
         },
     )
     bus.publish([*events, marker])  # one group commit: all of the file, or none

@@ -13,6 +13,7 @@ of them and reports, for each comparison, the path, the value seen, the operator
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -126,13 +127,66 @@ def _needs_pair(value: Any) -> str | None:
     return None
 
 
+# regex compiles x{n} as n copies of x: ((a{100}){100}){100} takes half a second to compile,
+# one more {100} a minute. Patterns that would expand beyond this many items are refused
+# before they are compiled.
+MAX_REGEX_EXPANSION = 10_000
+_COUNTED = re.compile(r"\{(\d*)(?:,\d*)?\}")
+
+
+def _expanded_size(pattern: str) -> int:
+    """An upper estimate of how many items ``pattern`` compiles to (counted repeats copied).
+
+    Stops counting once past MAX_REGEX_EXPANSION. Escapes and character classes count as
+    one item; a group counts as what it holds.
+    """
+    groups = [0]  # the size of each open group so far
+    last = 0  # the size of the item a following {n} repeats
+    pos, end = 0, len(pattern)
+    while pos < end and groups[-1] <= MAX_REGEX_EXPANSION:
+        char = pattern[pos]
+        if char == "(":
+            groups.append(0)
+            pos, last = pos + 1, 0
+            continue
+        if char == ")" and len(groups) > 1:
+            size, pos = groups.pop(), pos + 1
+        elif char == "{" and (counted := _COUNTED.match(pattern, pos)) and counted.group(1):
+            digits = counted.group(1)
+            times = MAX_REGEX_EXPANSION + 1 if len(digits) > 9 else int(digits)
+            groups[-1] += last * (max(times, 1) - 1)
+            last *= max(times, 1)
+            pos = counted.end()
+            continue
+        elif char == "\\":
+            size, pos = 1, pos + 2
+        elif char == "[":
+            close = pos + 1 + (pattern[pos + 1 : pos + 2] == "^")
+            close += pattern[close : close + 1] == "]"  # a leading ] is a member
+            while close < end and pattern[close] != "]":
+                close += 2 if pattern[close] == "\\" else 1
+            size, pos = 1, close + 1
+        else:
+            size, pos = 1, pos + 1
+        groups[-1] += size
+        last = size
+    return sum(groups)
+
+
 def _needs_regex(value: Any) -> str | None:
     if not isinstance(value, str):
         return "value must be a regular expression string"
+    if _expanded_size(value) > MAX_REGEX_EXPANSION:
+        return (
+            f"the regular expression compiles to more than {MAX_REGEX_EXPANSION} items "
+            "(x{n} is copied n times); use a smaller count, or + and *"
+        )
     try:
         regex.compile(value)
     except regex.error as exc:
         return f"invalid regular expression: {exc}"
+    except RecursionError:  # thousands of nested groups
+        return "invalid regular expression: nested too deeply"
     return None
 
 
@@ -257,6 +311,14 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
+def _resolve(event: Event, parts: tuple[str, ...]) -> Any:
+    """``resolve``, with a list index it cannot read (``²``, 5000 digits) taken as missing."""
+    try:
+        return resolve(event, parts)
+    except ValueError:  # int() of a segment that isdigit() but is no index
+        return MISSING
+
+
 def safe_test(test: Callable[[Any, Any], bool], seen: Any, expected: Any) -> bool:
     """An operator's verdict; whatever an event holds, it never raises (a mismatch is False)."""
     try:
@@ -277,11 +339,11 @@ def compile_condition(condition: Compare | AllOf | AnyOf | NotOf) -> Predicate:
         expected = condition.value
         if condition.op == "exists":
             want = True if expected is None else bool(expected)
-            return lambda event: (resolve(event, parts) is not MISSING) == want
+            return lambda event: (_resolve(event, parts) is not MISSING) == want
         test = operator.test
 
         def compare(event: Event) -> bool:
-            seen = resolve(event, parts)
+            seen = _resolve(event, parts)
             return seen is not MISSING and safe_test(test, seen, expected)
 
         return compare
@@ -343,7 +405,7 @@ class ConditionResult:
 def explain_condition(condition: Compare | AllOf | AnyOf | NotOf, event: Event) -> ConditionResult:
     """Evaluate every part of ``condition`` (no short-circuit) and say how each fared."""
     if isinstance(condition, Compare):
-        seen = resolve(event, split_path(condition.path))
+        seen = _resolve(event, split_path(condition.path))
         if condition.op == "exists":
             want = True if condition.value is None else bool(condition.value)
             verdict = (seen is not MISSING) == want

@@ -9,6 +9,7 @@ how many nodes they expand to (so an alias bomb is refused rather than loaded).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,14 @@ from aios.playbooks.model import Playbook
 
 MAX_FILE_BYTES = 1 << 20
 MAX_NODES = 100_000
+# Playbooks nest a few levels; PyYAML composes by recursion, and on deep flow nesting ([[[[...)
+# its scanner slows quadratically, so deeper text is refused where it goes past this.
+MAX_DEPTH = 100
 SUFFIXES = (".yaml", ".yml", ".json")
+# Lines of a JSON file are found by composing it as YAML, which refuses tabs and control
+# characters and counts \r, U+0085, U+2028 and U+2029 as line breaks where JSON does not.
+# They can only sit in whitespace or strings, so blanking them moves no line.
+_NOT_YAML = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass(frozen=True)
@@ -69,12 +77,52 @@ class LoadResult:
 
 
 class _Budget(yaml.SafeLoader):
-    """The safe loader, refusing a key given twice in one mapping (the last would win)."""
+    """The safe loader, refusing a key given twice in one mapping (the last would win) and
+    nesting deeper than MAX_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]  # stubs
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {MAX_DEPTH} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, KeyError, IndexError, AttributeError) as exc:
+            # How the safe constructors fail on a value their tag does not fit (!!bool x,
+            # !!int '', !!timestamp x, a date that does not exist, an int of 5000 digits):
+            # said as a YAML error at the node, so the message has its line.
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            shown = repr(node.value) if isinstance(node.value, str) else "this"
+            why = f": {exc}" if isinstance(exc, ValueError) else ""
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{shown[:60]} is not a valid {tag}{why}", node.start_mark
+            ) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):  # !!set [1]: the safe loader says why
+            return super().construct_mapping(node, deep=deep)
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:  # a list or mapping as a key: `key in seen` would raise it
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    "a key must be a plain value, not a list or mapping",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -214,7 +262,7 @@ def load_file(path: Path) -> LoadResult:
     except UnicodeDecodeError as exc:
         result.problems.append(Problem(name, None, None, None, f"not UTF-8: {exc}"))
         return result
-    lines, nodes = _line_map(text)
+    lines, nodes = _line_map(_NOT_YAML.sub(" ", text) if path.suffix == ".json" else text)
     if nodes > MAX_NODES:
         result.problems.append(
             Problem(name, None, None, None, f"expands to more than {MAX_NODES} nodes")
@@ -225,8 +273,9 @@ def load_file(path: Path) -> LoadResult:
     except json.JSONDecodeError as exc:
         result.problems.append(Problem(name, exc.lineno, None, None, f"not valid JSON: {exc.msg}"))
         return result
-    except ValueError as exc:  # a duplicate key in JSON
-        result.problems.append(Problem(name, None, None, None, f"not valid JSON: {exc}"))
+    except ValueError as exc:  # a duplicate key in JSON, an integer over 4300 digits, a bad date
+        form = "JSON" if path.suffix == ".json" else "YAML"
+        result.problems.append(Problem(name, None, None, None, f"not valid {form}: {exc}"))
         return result
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

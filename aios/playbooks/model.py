@@ -139,7 +139,7 @@ class VerifySpec(BaseModel):
             data["expect"] = data.pop("expected")
         if "check" in data:  # seed: {"check": "cpu_below_threshold", "threshold": 70}
             check = data.pop("check")
-            if check not in SEED_CHECKS:
+            if not isinstance(check, str) or check not in SEED_CHECKS:  # a list is unhashable
                 raise ValueError(
                     f"unknown check {check!r} (known: {', '.join(SEED_CHECKS)}, or use probe:)"
                 )
@@ -149,7 +149,10 @@ class VerifySpec(BaseModel):
             data["probe"] = probe
             data["expect"] = f"{op}{data.pop('threshold')}"
         known = set(cls.model_fields)
-        params = dict(data.get("params") or {})
+        given = data.get("params") or {}
+        if not isinstance(given, dict):  # dict() would raise TypeError, which pydantic passes on
+            raise ValueError("params must be a mapping of probe parameters")
+        params = dict(given)
         for key in [k for k in data if k not in known]:
             params[key] = data.pop(key)  # probe parameters may sit beside probe: and expect:
         data["params"] = params
