@@ -6,24 +6,39 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
+import aios
+from aios import runtime
+from aios.actions.base import render
+from aios.demo.agent_events import flow_run_read, tool_timeout
 from aios.demo.config_file import cpu_plan
 from aios.demo.demo_home import MARKER, DemoHomeError, is_demo_home, prepare
-from aios.demo.evidence import Summary
+from aios.demo.evidence import Summary, stored_events
 from aios.demo.identities import (
     APPROVER,
     CLEAN_TEMP,
+    FLAKY_AGENT,
+    FLAKY_TASK,
     KILL_IDLE,
     RAISE_TIMEOUT,
     TENFOLD_TIMEOUT,
 )
+from aios.demo.playbooks import raise_tool_timeout
 from aios.demo.scenario import Facts
+from aios.home import HomePaths
+from aios.loop.analyst import failure_patterns
+from aios.observe.flow_runs import report_flow_runs
+from aios.prefect_api import MemoryPrefectAPI
+from aios.probes import PROBES, ProbeContext
+from aios.store import open_store
 from tests.orchestration_helpers import AIOS_BIN, free_port
 
 STAGES = [
@@ -148,6 +163,51 @@ def test_a_summary_claims_nothing_without_events() -> None:
     assert not any(row.evidence for row in rows)
 
 
+def test_a_failed_flow_run_read_from_prefect_is_the_same_failure(home: HomePaths) -> None:
+    """The monitor reads the flaky agent's failed flow runs from Prefect as task.failed of the
+    agent too: the learner counts them with the agent's own timeouts (one signature, so one
+    lesson), while the demo's count of timeouts and its playbooks' verify leave them out."""
+    from aios.demo.flaky_agent import QuietServer, SlowSearch, failed_run, search
+
+    class Slow(SlowSearch):
+        latency = 0.5
+
+    server = QuietServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    labels = {"config_file": str(home.root / "researcher.json")}
+    try:
+        with (
+            pytest.raises(TimeoutError) as timed_out,
+            aios.track(FLAKY_TASK, agent=FLAKY_AGENT, labels=labels),
+        ):
+            search(f"http://127.0.0.1:{server.server_address[1]}/search", 0.05)
+    finally:
+        server.shutdown()
+        server.server_close()
+    prefect = MemoryPrefectAPI()
+    run = prefect.add_flow_run(
+        "FAILED", flow_name=FLAKY_AGENT, message=failed_run(timed_out.value).message
+    )
+    since = datetime.now(UTC) - timedelta(hours=1)
+    report_flow_runs(runtime.default_bus(), home, prefect, since)
+
+    events = stored_events(home)
+    (own,) = [e for e in events if tool_timeout(e)]
+    (read,) = [e for e in events if flow_run_read("task.failed")(e)]
+    assert read.labels["flow_run_id"] == run["id"]
+    assert own.labels["agent"] == read.labels["agent"] == FLAKY_AGENT
+    with open_store(home) as con:
+        patterns = failure_patterns(con, since, datetime.now(UTC) + timedelta(minutes=1))
+    assert [(p.signature, p.count) for p in patterns] == [
+        ("TimeoutError: tool <str> did not answer within <n> s", 2)
+    ]
+    verify = raise_tool_timeout()["verify"]
+    params = {"type": verify["type"], "labels": render(verify["labels"], own)}
+    absent = PROBES["event_absent"].read
+    assert absent(params, ProbeContext(read_events_since=lambda: [own])) == 1
+    assert absent(params, ProbeContext(read_events_since=lambda: [read])) == 0
+
+
 # ------------------------------------------------------------ slow: the whole demo
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path) -> None:
@@ -200,6 +260,29 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     waiting = _sql(home, "SELECT payload FROM events WHERE type = 'approval.waiting'")
     assert waiting and waiting[0]["payload"]["flow_run_id"]
 
+    # The flaky agent ran as a Prefect flow on the demo's server: every tool call in a flow
+    # run, and the monitor read failed runs back from Prefect (and, after the fix, completed
+    # ones), under the agent's name.
+    calls = _sql(
+        home,
+        "SELECT type, payload FROM events WHERE type IN ('task.failed', 'task.completed') "
+        f"AND source = '{FLAKY_AGENT}'",
+    )
+    assert calls and all(row["payload"].get("flow_run_id") for row in calls)
+    read = _sql(
+        home,
+        "SELECT type, CAST(labels->>'flow_run_id' AS VARCHAR) AS run, payload FROM events "
+        f"WHERE source = 'aios.prefect' AND labels->>'agent' = '{FLAKY_AGENT}'",
+    )
+    failed_runs = {row["run"] for row in read if row["type"] == "task.failed"}
+    assert failed_runs and {row["type"] for row in read} == {"task.failed", "task.completed"}
+    assert failed_runs <= {row["payload"]["flow_run_id"] for row in calls}
+    assert all(
+        row["payload"]["error"].startswith("TimeoutError: tool 'search' did not answer")
+        for row in read
+        if row["type"] == "task.failed"
+    )
+
     # Outcomes: the idle agent killed, one fix rolled back, the others verified.
     outcomes = {
         row["payload"]["playbook"]: row["payload"]["outcome"]
@@ -235,6 +318,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert f"CPU {high[0]['payload']['value']:g}%" in rows["Detect: CPU high"]["what"]
     assert "0.5 -> 1.0" in rows["Fix that failed: rolled back"]["what"]
     assert "0.5 -> 5.0" in rows["Second fix: verified"]["what"]
+    assert " in flow run " in rows["Workload"]["what"]
+    assert "of its flow runs as Failed" in rows["Detect: tool timeouts"]["what"]
 
     # A lesson was learnt, and verified by the fix that held.
     lessons = _cli(home, "lessons", "list")

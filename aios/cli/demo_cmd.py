@@ -37,12 +37,13 @@ def demo(
 
     Starts `aios up` on a fresh home (local Prefect server, Chroma, every deployment, the
     event watcher) and a workload: an idle agent while CPU burners keep the CPU busy, a
-    flaky agent whose tool times out, a temp directory filling the disk, an agent config
-    file. AIOS detects each problem, remediates (one approval, granted automatically because
-    this is the demo, and said so), verifies, rolls back a fix that did not work, learns a
-    lesson and records the score. It ends with a summary read back from the event log and
-    the addresses of the Prefect UI and the dashboard; `aios up` keeps running until Ctrl-C
-    unless --exit is given. Exit 0 when every stage happened, 1 when one did not.
+    flaky agent (a Prefect flow, its runs in the UI) whose tool times out, a temp directory
+    filling the disk, an agent config file. AIOS detects each problem, remediates (one
+    approval, granted automatically because this is the demo, and said so), verifies, rolls
+    back a fix that did not work, learns a lesson and records the score. It ends with a
+    summary read back from the event log and the addresses of the Prefect UI and the
+    dashboard; `aios up` keeps running until Ctrl-C unless --exit is given. Exit 0 when
+    every stage happened, 1 when one did not.
     """
     from aios.demo.run_demo import run_demo
     from aios.home import demo_home

@@ -57,6 +57,11 @@ class DemoSite:
         return self.workload / "researcher.json"
 
     @property
+    def agent_prefect_home(self) -> Path:
+        """``PREFECT_HOME`` of the flaky agent's flow runs (its client's own files)."""
+        return self.workload / "prefect"
+
+    @property
     def playbooks(self) -> Path:
         return self.root / "playbooks"
 

@@ -14,8 +14,17 @@ REACTOR = "aios-reactor/aios"
 NEEDED = (MONITOR, EXECUTOR, LEARNER, REACTOR)
 
 
+# The Prefect server's SQLite database makes a writer wait up to 60 s for a lock (its
+# busy_timeout), and under load every request can wait that long: the demo waits longer than
+# that for an answer instead of taking a slow one for a server that is gone.
+ANSWER_TIMEOUT_S = 90.0
+
+
 class DeploymentRuns(HttpPrefectAPI):
     """The Prefect API port, plus creating a run of a deployment."""
+
+    def __init__(self, url: str, *, timeout: float = ANSWER_TIMEOUT_S) -> None:
+        super().__init__(url, timeout=timeout)
 
     def run_deployment(self, name: str, parameters: dict[str, Any] | None = None) -> str:
         """Create a run of deployment ``name`` (FLOW/DEPLOYMENT) to start now; returns its id.

@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aios.demo.agent_events import flow_run_of, flow_run_read, tool_task, tool_timeout
 from aios.demo.identities import (
     APPROVER,
     CLEAN_TEMP,
     FLAKY_AGENT,
+    FLAKY_TASK,
     IDLE_AGENT,
     KILL_IDLE,
     RAISE_TIMEOUT,
@@ -190,9 +192,7 @@ class Summary:
                 and int(e.payload.get("processes") or 0) > 0
             )
         )
-        failed = self.find(
-            lambda e: e.type == "task.failed" and e.labels.get("agent") == FLAKY_AGENT
-        )
+        failed = self.find(tool_task("task.failed"))
         facts = self.facts
         burners = len(facts.burner_pids)
         what = (
@@ -202,9 +202,14 @@ class Summary:
                 if seen_idle
                 else " (not seen by the monitor)"
             )
-            + f"; {burners} CPU burner(s); {FLAKY_AGENT} pid {facts.flaky_agent_pid}, tool "
-            f"{TOOL_LATENCY_S:g} s vs timeout {START_TIMEOUT_S:g} s"
-            + (f": {failed.payload.get('error')}" if failed else ": no failure recorded")
+            + f"; {burners} CPU burner(s); {FLAKY_AGENT} pid {facts.flaky_agent_pid}, a "
+            f"Prefect flow whose {FLAKY_TASK} tool takes {TOOL_LATENCY_S:g} s vs a timeout of "
+            f"{START_TIMEOUT_S:g} s"
+            + (
+                f": {failed.payload.get('error')} in flow run {flow_run_of(failed)}"
+                if failed
+                else ": no failure recorded"
+            )
         )
         return Row(
             "Workload", seen_idle is not None and failed is not None, what, _kept(seen_idle, failed)
@@ -283,13 +288,11 @@ class Summary:
         )
 
     def timeouts_detected(self) -> Row:
-        failures = [
-            e
-            for e in self.events
-            if e.type == "task.failed"
-            and e.labels.get("agent") == FLAKY_AGENT
-            and e.payload.get("error_type") == "TimeoutError"
-        ]
+        failures = [e for e in self.events if tool_timeout(e)]
+        # The monitor reads runs in batches, newest first: the earliest is the first to fail.
+        runs_failed = sorted(
+            (e for e in self.events if flow_run_read("task.failed")(e)), key=lambda e: e.time
+        )
         matched = self.find(
             lambda e: e.type == "playbook.matched" and e.payload.get("playbook") == RAISE_TIMEOUT
         )
@@ -300,6 +303,12 @@ class Summary:
             f"{len(failures)} timeouts of {FLAKY_AGENT} "
             f"({signature('TimeoutError', str(sample.payload.get('error')))!r})"
             + (
+                f"; Prefect recorded {len(runs_failed)} of its flow runs as Failed (read back "
+                f"by the monitor; the first: flow run {flow_run_of(runs_failed[0])})"
+                if runs_failed
+                else "; no failed flow run was read from Prefect"
+            )
+            + (
                 f"; the executor matched {RAISE_TIMEOUT} on the third"
                 if matched
                 else "; no playbook was matched"
@@ -309,7 +318,12 @@ class Summary:
             "Detect: tool timeouts",
             len(failures) >= 3 and matched is not None,
             what,
-            _kept(failures[0], failures[2] if len(failures) > 2 else None, matched),
+            _kept(
+                failures[0],
+                failures[2] if len(failures) > 2 else None,
+                runs_failed[0] if runs_failed else None,
+                matched,
+            ),
         )
 
     def _config_change(self, done: Remediation) -> tuple[Event | None, str]:
@@ -329,14 +343,10 @@ class Summary:
         finished = done.first("remediation.finished")
         still = None
         if action is not None and failed is not None:
+            tool_failed = tool_task("task.failed")
             still = _first(
                 self.events,
-                lambda e: (
-                    e.type == "task.failed"
-                    and e.labels.get("agent") == FLAKY_AGENT
-                    and e.time >= action.time
-                    and e.time <= failed.time
-                ),
+                lambda e: tool_failed(e) and action.time <= e.time <= failed.time,
             )
         what = (
             f"{RAISE_TIMEOUT}: {change}"
@@ -360,27 +370,34 @@ class Summary:
         action, change = self._config_change(done)
         passed = done.first("verify.passed")
         finished = done.first("remediation.finished")
-        completed = None
+        completed = run_completed = None
         if finished is not None:
-            completed = _first(
-                self.events,
-                lambda e: (
-                    e.type == "task.completed"
-                    and e.labels.get("agent") == FLAKY_AGENT
-                    and e.time <= finished.time
-                ),
+            tool_completed = tool_task("task.completed")
+            completed = _first(self.events, lambda e: tool_completed(e) and e.time <= finished.time)
+        if action is not None:
+            read_completed = flow_run_read("task.completed")
+            run_completed = min(
+                (e for e in self.events if read_completed(e) and e.time >= action.time),
+                key=lambda e: e.time,
+                default=None,
             )
         what = (
             f"{TENFOLD_TIMEOUT}: {change}"
             + (f"; verify passed: {passed.payload.get('reason')}" if passed else "")
             + ("; the tool answers in time again (task.completed)" if completed else "")
+            + (
+                f"; Prefect recorded flow run {flow_run_of(run_completed)} as Completed (read "
+                "back by the monitor)"
+                if run_completed
+                else ""
+            )
             + f"; outcome {done.outcome or 'unfinished'}"
         )
         return Row(
             "Second fix: verified",
             done.outcome == "succeeded",
             what,
-            _kept(action, passed, completed, finished),
+            _kept(action, passed, completed, run_completed, finished),
             since=done.first("remediation.started"),
         )
 
@@ -431,10 +448,18 @@ class Summary:
             lambda e: e.type == "lesson.verified" and e.payload.get("lesson_id") == lesson_id
         )
         fix = created.payload.get("fix") or {}
+        # Prefect's record of a failed run carries the tool's error too: counted alike.
+        before = self.events[: self.events.index(created)]
+        with_runs = any(flow_run_read("task.failed")(e) for e in before)
         what = (
             f"lesson {lesson_id}: {created.payload.get('signature')!r}, seen "
-            f"{created.payload.get('count')} times; fix "
-            f"{fix.get('playbook') or fix.get('kind') or 'none known yet'}"
+            f"{created.payload.get('count')} times"
+            + (
+                " (the agent's own task.failed and its failed flow runs read from Prefect)"
+                if with_runs
+                else ""
+            )
+            + f"; fix {fix.get('playbook') or fix.get('kind') or 'none known yet'}"
             + (f"; verified ({verified.payload.get('reason')})" if verified else "; a draft")
         )
         return Row("Learn: a lesson", True, what, _kept(created, verified))

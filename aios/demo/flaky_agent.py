@@ -1,16 +1,24 @@
-"""The demo's flaky agent: calls its search tool again and again, each call recorded with
-``aios.track``; the tool (a local HTTP service) answers after ``--latency`` seconds and the
-agent gives up after ``tools.timeout_s`` from its config file, read before every call.
+"""The demo's flaky agent: a Prefect flow, ``demo-researcher``, run again and again against the
+Prefect server of the demo's ``aios up`` (``PREFECT_API_URL``), so its runs are in the Prefect UI.
 
-With the demo's settings the tool takes 2 s and the timeout starts at 0.5 s: every call times
-out until AIOS gives the tool enough time. ``aios demo`` runs it as ``python <...>/aios/demo/
-flaky_agent.py`` with ``AIOS_HOME`` set to the demo's home.
+Each flow run calls the search tool once, as a Prefect task: the task reads ``tools.timeout_s``
+from the agent's config file and calls a local HTTP service that answers after ``--latency``
+seconds, recorded with ``aios.track`` (``task.started``, then ``task.completed`` or
+``task.failed`` with the agent, the task and the config file as labels, and the flow run's id).
+A call that times out fails the flow run, with the tool's error as its message.
+
+With the demo's settings the tool takes 2 s and the timeout starts at 0.5 s: every run fails
+until AIOS gives the tool enough time. ``aios demo`` runs it as ``python <...>/aios/demo/
+flaky_agent.py`` with ``AIOS_HOME`` set to the demo's home. The runs happen in a thread of their
+own, so SIGTERM (which Prefect takes over in the main thread during a run) lets the run under
+way finish and then ends the agent, instead of leaving a crashed run behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,10 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+from prefect.states import Failed
 
 import aios
 from aios.demo import lifeline
 from aios.demo.identities import FLAKY_AGENT, FLAKY_TASK
+
+STOP_WAIT_S = 8.0  # for the run under way to finish (the tool answers in 2 s)
 
 
 class SlowSearch(BaseHTTPRequestHandler):
@@ -68,27 +83,69 @@ def search(url: str, timeout_s: float) -> dict[str, Any]:
     return result
 
 
+@task(name=FLAKY_TASK, cache_policy=NO_CACHE, persist_result=False)
+def search_tool(url: str, config: str) -> dict[str, Any]:
+    """The tool call: the timeout is read from the config file just before the call (AIOS may
+    have changed it since the last one)."""
+    timeout_s = timeout_of(Path(config))
+    labels = {"config_file": config}
+    with aios.track(FLAKY_TASK, agent=FLAKY_AGENT, labels=labels) as tracked:
+        tracked.set(timeout_s=timeout_s, flow_run_id=str(flow_run.id or ""))
+        return search(url, timeout_s)
+
+
+def failed_run(exc: BaseException) -> State:
+    """The state of a run the tool failed: the tool's error as ``Type: message``, without the
+    "Flow run encountered an exception:" Prefect puts before an exception that escapes a flow.
+    The monitor's flow-run health reads the message as the failure's error, so the failed run
+    has the signature of the agent's own ``task.failed``: one failure, one lesson."""
+    return Failed(message=f"{type(exc).__name__}: {exc}")
+
+
+@flow(name=FLAKY_AGENT, persist_result=False)
+def researcher(url: str, config: str) -> dict[str, Any] | State:
+    """Look something up with the search tool; a tool timeout fails the run (``failed_run``)."""
+    try:
+        return search_tool(url, config)
+    except TimeoutError as exc:
+        return failed_run(exc)
+
+
+def run_until(stop: threading.Event, url: str, config: Path, pause_s: float) -> None:
+    """One flow run, a pause, the next, until ``stop`` is set; a run that fails in another way
+    (the Prefect server gone) is logged, and the agent carries on."""
+    while not stop.is_set():
+        began = time.monotonic()
+        try:
+            state = researcher(url, str(config), return_state=True)
+            outcome = f"{state.name}: {state.message or ''}".strip(": ")
+        except Exception as exc:  # the agent keeps running for the demo
+            outcome = f"could not run: {type(exc).__name__}: {exc}"
+        print(f"flow run {outcome} ({time.monotonic() - began:.2f} s)", flush=True)
+        stop.wait(pause_s)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, type=Path, help="The agent's config file.")
     parser.add_argument("--latency", type=float, default=2.0, help="Seconds the tool takes.")
-    parser.add_argument("--pause", type=float, default=1.0, help="Seconds between calls.")
+    parser.add_argument("--pause", type=float, default=3.0, help="Seconds between flow runs.")
     args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     lifeline.hold()
     SlowSearch.latency = args.latency
     server = QuietServer(("127.0.0.1", 0), SlowSearch)
     threading.Thread(target=server.serve_forever, name="slow-search", daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/search"
-    labels = {"config_file": str(args.config)}
-    while True:  # SIGTERM ends it (the default action)
-        timeout_s = timeout_of(args.config)
-        try:
-            with aios.track(FLAKY_TASK, agent=FLAKY_AGENT, labels=labels) as task:
-                task.set(timeout_s=timeout_s)
-                search(url, timeout_s)
-        except TimeoutError:
-            pass  # recorded as task.failed; the agent carries on
-        time.sleep(args.pause)
+    runs = threading.Thread(
+        target=run_until, args=(stop, url, args.config, args.pause), name="flow-runs", daemon=True
+    )
+    runs.start()
+    while not stop.wait(1.0):
+        if not runs.is_alive():
+            break
+    runs.join(STOP_WAIT_S)
 
 
 if __name__ == "__main__":

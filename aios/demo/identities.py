@@ -7,6 +7,8 @@ IDLE_AGENT = "demo-idle-agent"
 # The idle agent's command line carries its name (`idle_agent.py --agent demo-idle-agent`).
 # A bare glob is named after itself without the wildcards: demo-idle-agent.
 IDLE_AGENT_GLOB = f"*{IDLE_AGENT}*"
+# The flaky agent is a Prefect flow of this name; its tool call is the Prefect task FLAKY_TASK,
+# tracked as the agent's task of the same name.
 FLAKY_AGENT = "demo-researcher"
 FLAKY_TASK = "search"
 

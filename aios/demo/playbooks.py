@@ -105,7 +105,8 @@ def _timeout_fix(
         "verify": {
             "probe": "event_absent",
             "type": "task.failed",
-            "labels": {"agent": "${labels.agent}"},
+            # The agent's own task (not, say, a failed flow run the monitor reads late).
+            "labels": {"agent": "${labels.agent}", "task": "${labels.task}"},
             "expect": "==0",
             "within": f"{verify_s}s",
             "interval": "1s",
@@ -119,8 +120,8 @@ def raise_tool_timeout() -> dict[str, Any]:
     return _timeout_fix(
         RAISE_TIMEOUT,
         "Three tool timeouts of an agent within ten minutes: double tools.timeout_s in its "
-        "config file (its config_file label), then check no timeout follows for 20 s; rolled "
-        "back if one does.",
+        "config file (its config_file label), then check the task does not fail again for 20 s; "
+        "rolled back if it does.",
         count=3,
         factor=2,
         verify_s=20,
@@ -131,8 +132,8 @@ def tenfold_tool_timeout() -> dict[str, Any]:
     return _timeout_fix(
         TENFOLD_TIMEOUT,
         "The timeouts keep coming (six within ten minutes): give the tool ten times its "
-        "timeout (at most 300 s), then check no timeout follows for 15 s; rolled back if one "
-        "does.",
+        "timeout (at most 300 s), then check the task does not fail again for 15 s; rolled back "
+        "if it does.",
         count=6,
         factor=10,
         verify_s=15,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aios.demo import embedded_up
+from aios.demo.agent_events import flow_run_of, tool_timeout
 from aios.demo.child_processes import Child, Children, clean_environment, program
 from aios.demo.config_file import CpuPlan, set_disk_threshold
 from aios.demo.demo_home import DemoSite
@@ -29,6 +30,7 @@ from aios.demo.identities import (
     APPROVER,
     CLEAN_TEMP,
     FLAKY_AGENT,
+    FLAKY_TASK,
     IDLE_AGENT,
     KILL_IDLE,
     RAISE_TIMEOUT,
@@ -46,6 +48,11 @@ STAGES = 6
 UP_TIMEOUT_S = 180.0
 MONITOR_ATTEMPTS = 3
 TIMEOUTS_BEFORE_EXECUTOR = 6  # the second timeout playbook fires at the sixth
+# Between the flaky agent's flow runs (a failed one takes about 1 s, a completed one 3 s): each
+# run writes to the Prefect server's SQLite database, which AIOS's own flows share, and under
+# load SQLite can hold every writer for its 60 s busy timeout. Waits on Prefect allow for that.
+FLOW_RUN_PAUSE_S = 3.0
+PREFECT_WAIT_S = 90.0
 
 
 @dataclass
@@ -86,14 +93,6 @@ class Facts:
 
 def _is(event: Event, kind: str, **payload: Any) -> bool:
     return event.type == kind and all(event.payload.get(k) == v for k, v in payload.items())
-
-
-def _timeout_of_agent(event: Event) -> bool:
-    return (
-        event.type == "task.failed"
-        and event.labels.get("agent") == FLAKY_AGENT
-        and event.payload.get("error_type") == "TimeoutError"
-    )
 
 
 class Scenario:
@@ -230,6 +229,14 @@ class Scenario:
             )
             self.facts.idle_agent_pid = idle.pid
             self.view.done(f"idle agent {IDLE_AGENT} {idle.pid}: an agent that does nothing")
+            endpoints = self.facts.endpoints
+            assert endpoints is not None
+            # The agent's flow runs go to the demo's own Prefect server, so they are in its UI.
+            flow_env = {
+                **env,
+                "PREFECT_API_URL": endpoints.api_url,
+                "PREFECT_HOME": str(site.agent_prefect_home),
+            }
             flaky = self.children.start(
                 "flaky agent",
                 program(
@@ -238,15 +245,18 @@ class Scenario:
                     str(site.agent_config),
                     "--latency",
                     str(TOOL_LATENCY_S),
+                    "--pause",
+                    str(FLOW_RUN_PAUSE_S),
                 ),
-                env,
+                flow_env,
                 site.logs / "flaky-agent.log",
             )
             self.facts.flaky_agent_pid = flaky.pid
             self.view.done(
-                f"flaky agent {FLAKY_AGENT} {flaky.pid}: its search tool answers in "
-                f"{TOOL_LATENCY_S:g} s, its timeout is {START_TIMEOUT_S:g} s "
-                f"({site.agent_config})"
+                f"flaky agent {FLAKY_AGENT} {flaky.pid}: a Prefect flow, run again "
+                f"{FLOW_RUN_PAUSE_S:g} s after each run ends; its {FLAKY_TASK} task calls a "
+                f"tool that answers in {TOOL_LATENCY_S:g} s with a timeout of "
+                f"{START_TIMEOUT_S:g} s ({site.agent_config})"
             )
             for number in range(cpu.burners):
                 burner = self.children.start(
@@ -267,11 +277,14 @@ class Scenario:
                 )
             first = self.wait(
                 "the flaky agent's first tool timeout",
-                lambda: self.follower.find(_timeout_of_agent),
-                30.0,
+                lambda: self.follower.find(tool_timeout),
+                PREFECT_WAIT_S,  # the agent imports Prefect, then creates its first run
             )
             if first is not None:
-                self.view.done(f"{FLAKY_AGENT}: {first.payload.get('error')} (task.failed)")
+                self.view.done(
+                    f"{FLAKY_AGENT}: {first.payload.get('error')} (task.failed, in flow run "
+                    f"{flow_run_of(first)})"
+                )
 
     def _stop_burners(self) -> None:
         burners = [c for c in self.children.named("cpu burner") if c.running()]
@@ -318,7 +331,7 @@ class Scenario:
         paused = self.wait(
             "the flow run shows Paused",
             lambda: True if self.api.state_of(flow_run_id) == "PAUSED" else None,
-            30.0,
+            PREFECT_WAIT_S,
         )
         if paused is None:
             return
@@ -360,9 +373,7 @@ class Scenario:
             enough = self.wait(
                 f"{TIMEOUTS_BEFORE_EXECUTOR} tool timeouts of {FLAKY_AGENT}",
                 lambda: (
-                    True
-                    if self.follower.count(_timeout_of_agent) >= TIMEOUTS_BEFORE_EXECUTOR
-                    else None
+                    True if self.follower.count(tool_timeout) >= TIMEOUTS_BEFORE_EXECUTOR else None
                 ),
                 90.0,
             )
@@ -371,7 +382,7 @@ class Scenario:
             mark = self.follower.mark()
             self.api.run_deployment(EXECUTOR)
             self.view.done(
-                f"{self.follower.count(_timeout_of_agent)} timeouts so far (task.failed, "
+                f"{self.follower.count(tool_timeout)} timeouts so far (task.failed, "
                 "medium: work for the executor); started aios-executor now instead of at its "
                 "30-minute schedule"
             )
