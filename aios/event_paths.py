@@ -57,7 +57,7 @@ def resolve(event: Event, parts: tuple[str, ...]) -> Any:
             if part not in value:
                 return MISSING
             value = value[part]
-        elif isinstance(value, list) and part.isdigit():
+        elif isinstance(value, list) and part.isdecimal() and part.isascii() and len(part) < 10:
             index = int(part)
             if index >= len(value):
                 return MISSING

@@ -988,11 +988,6 @@ def test_a_bad_config_exits_2_through_the_cli_naming_where(home: HomePaths) -> N
     assert "AIOS_BUS__SUBSCRIBERS" in deep_env.stderr and "Traceback" not in deep_env.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aios/cli/main.py _parse_value: int() of a -p value over 4300 digits raises "
-    "ValueError (a traceback, exit 1) instead of an InputError",
-)
 def test_a_payload_number_of_thousands_of_digits_exits_2(home: HomePaths) -> None:
     result = run_aios("emit", "a.b", "-p", "n=" + "9" * 5000, home=home)
     assert result.returncode == 2 and "Traceback" not in result.stderr

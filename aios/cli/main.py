@@ -108,6 +108,8 @@ def _parse_value(text: str) -> Any:
     if not _JSON_NUMBER.fullmatch(text):
         return text
     if text.lstrip("-").isdigit():
+        if len(text) > 20:  # past 64 bits, which events cannot hold (and int() refuses 4300+)
+            raise InputError(f"-p value {text[:24]}... ({len(text)} digits) is too large a number")
         return int(text)
     value = float(text)
     return value if math.isfinite(value) else text
