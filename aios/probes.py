@@ -404,7 +404,7 @@ def poll(
             value = definition.read(params, ctx)
             ok = expect.holds(value)
             result.readings.append({"t": round(taken, 2), "value": value, "ok": ok})
-            shown = f"{probe} = {value!r}{definition.unit}, expected {expect.text}"
+            shown = f"{probe} = {_with_unit(value, definition.unit)}, expected {expect.text}"
             if ok and not sustained:
                 result.passed, result.reason = True, shown
                 return result
@@ -414,7 +414,7 @@ def poll(
             result.reason = (
                 f"{shown} throughout {within:g}s"
                 if sustained
-                else f"{probe} was {value!r}{definition.unit} (expected {expect.text}) "
+                else f"{probe} was {_with_unit(value, definition.unit)} (expected {expect.text}) "
                 f"until the deadline ({within:g}s)"
             )
         except ProbeError as exc:
@@ -426,3 +426,8 @@ def poll(
             result.passed = sustained and bool(result.readings) and result.readings[-1]["ok"]
             return result
         sleep(interval)
+
+
+def _with_unit(value: Any, unit: str) -> str:
+    """``93.5%``, but ``1 events`` and ``512 MB``: a word unit is set apart."""
+    return f"{value!r} {unit}" if unit[:1].isalpha() else f"{value!r}{unit}"
