@@ -229,6 +229,11 @@ class IngestSettings(BaseModel):
     token: str | None = Field(
         default=None, description="Bearer token; default: $AIOS_HOME/ingest.token (aios init)."
     )
+    token_block: str | None = Field(
+        default=None,
+        description="A Prefect Secret block holding the token (read through the Prefect API "
+        "when the endpoint starts); wins over token.",
+    )
     max_body_bytes: int = Field(default=5 * 2**20, ge=1024, description="Larger bodies: 413.")
 
 
@@ -659,6 +664,7 @@ gpu = { raise = 90, clear = 80 }
 host = "127.0.0.1"
 port = 8766
 # token = "..."            # default: the one in $AIOS_HOME/ingest.token
+# token_block = "aios-ingest-token"   # or a Prefect Secret block holding it
 
 [dashboard]
 # The read-only web dashboard that aios up serves (also: aios dashboard).

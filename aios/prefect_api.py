@@ -319,6 +319,17 @@ class HttpPrefectAPI:
         # What Prefect's own client does; pausing also deletes the auto-scheduled runs.
         self.update_deployment(deployment_id, {"paused": paused})
 
+    def read_secret(self, name: str) -> str:
+        """The value of the Secret block ``name``; PrefectNotFoundError when there is none."""
+        found = self._call(
+            "GET",
+            f"block_types/slug/secret/block_documents/name/{_segment(name)}?include_secrets=true",
+        )
+        value = (found or {}).get("data", {}).get("value")
+        if not isinstance(value, str):
+            raise PrefectAPIError(f"the Secret block {name!r} holds no text", url=self.url)
+        return value
+
     def read_concurrency_limit(self, name: str) -> dict[str, Any] | None:
         try:
             return dict(self._call("GET", f"v2/concurrency_limits/{_segment(name)}"))

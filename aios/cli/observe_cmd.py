@@ -10,7 +10,6 @@ import typer
 from rich.text import Text
 
 from aios.cli.output import console, err_console, print_json, rows_table
-from aios.errors import InputError
 
 ingest_app = typer.Typer(help="Take in events from other programs over HTTP.", no_args_is_help=True)
 
@@ -137,32 +136,20 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address (default: \\[ingest] host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: \\[ingest] port).")] = None,
 ) -> None:
-    """Serve POST /events (token in $AIOS_HOME/ingest.token, or \\[ingest] token)."""
+    """Serve POST /events (token in $AIOS_HOME/ingest.token, \\[ingest] token, or the Prefect
+    Secret block \\[ingest] token_block)."""
     import uvicorn
 
     from aios.config import load_config
     from aios.home import HomePaths
-    from aios.observe.http_ingest import (
-        MIN_TOKEN_LENGTH,
-        create_app,
-        ensure_token,
-        token_path,
-    )
+    from aios.observe.http_ingest import create_app, resolve_token
     from aios.runtime import default_bus
 
     config = load_config()
     paths = HomePaths.current()
-    if config.ingest.token is not None:
-        if paths.config.stat().st_mode & 0o077:
-            raise InputError(
-                f"{paths.config} holds [ingest] token but others can read it: chmod 600 it"
-            )
-        if len(config.ingest.token.strip()) < MIN_TOKEN_LENGTH:
-            raise InputError(f"[ingest] token must have at least {MIN_TOKEN_LENGTH} characters")
-    token = config.ingest.token or ensure_token(paths)
+    token, source = resolve_token(paths, config)
     app = create_app(default_bus(), token, max_body_bytes=config.ingest.max_body_bytes)
     where = f"http://{host or config.ingest.host}:{port or config.ingest.port}/events"
-    source = "[ingest] token" if config.ingest.token else str(token_path(paths))
     err_console.print(f"POST {where} with 'Authorization: Bearer <token from {source}>'")
     uvicorn.run(
         app,

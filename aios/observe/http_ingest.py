@@ -56,6 +56,40 @@ def token_path(paths: HomePaths) -> Path:
     return paths.root / "ingest.token"
 
 
+def resolve_token(paths: HomePaths, config: Any) -> tuple[str, str]:
+    """(token, where it came from): ``[ingest] token_block`` (a Prefect Secret block), else
+    ``[ingest] token`` (config.toml must then be its owner's alone), else
+    ``$AIOS_HOME/ingest.token`` (created when missing). Raises InputError naming the problem."""
+    from aios.errors import InputError
+
+    settings = config.ingest
+    if settings.token_block:
+        from aios.prefect_api import HttpPrefectAPI, PrefectAPIError
+
+        try:
+            with HttpPrefectAPI() as api:
+                token = api.read_secret(settings.token_block).strip()
+        except PrefectAPIError as exc:
+            raise InputError(
+                f"[ingest] token_block {settings.token_block!r}: cannot read it ({exc})"
+            ) from None
+        source = f"the Prefect Secret block {settings.token_block}"
+    elif settings.token is not None:
+        if paths.config.exists():
+            mode = paths.config.stat().st_mode
+            if mode & 0o077:
+                raise InputError(
+                    f"{paths.config} holds [ingest] token but its mode is {mode & 0o777:04o} "
+                    f"(group or others may read it): chmod 600 {paths.config}"
+                )
+        token, source = settings.token.strip(), "[ingest] token"
+    else:
+        return ensure_token(paths), str(token_path(paths))
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise InputError(f"{source}: the token must have at least {MIN_TOKEN_LENGTH} characters")
+    return token, source
+
+
 def ensure_token(paths: HomePaths) -> str:
     """The token in ``$AIOS_HOME/ingest.token``, created (owner-only) if missing."""
     path = token_path(paths)
