@@ -26,11 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import State
-from prefect.runtime import flow_run
-from prefect.states import Failed
 
 import aios
 from aios.demo import lifeline
@@ -83,37 +78,48 @@ def search(url: str, timeout_s: float) -> dict[str, Any]:
     return result
 
 
-@task(name=FLAKY_TASK, cache_policy=NO_CACHE, persist_result=False)
-def search_tool(url: str, config: str) -> dict[str, Any]:
-    """The tool call: the timeout is read from the config file just before the call (AIOS may
-    have changed it since the last one)."""
-    timeout_s = timeout_of(Path(config))
-    labels = {"config_file": config}
-    with aios.track(FLAKY_TASK, agent=FLAKY_AGENT, labels=labels) as tracked:
-        tracked.set(timeout_s=timeout_s, flow_run_id=str(flow_run.id or ""))
-        return search(url, timeout_s)
-
-
-def failed_run(exc: BaseException) -> State:
+def failed_run(exc: BaseException) -> Any:
     """The state of a run the tool failed: the tool's error as ``Type: message``, without the
     "Flow run encountered an exception:" Prefect puts before an exception that escapes a flow.
     The monitor's flow-run health reads the message as the failure's error, so the failed run
     has the signature of the agent's own ``task.failed``: one failure, one lesson."""
+    from prefect.states import Failed
+
     return Failed(message=f"{type(exc).__name__}: {exc}")
 
 
-@flow(name=FLAKY_AGENT, persist_result=False)
-def researcher(url: str, config: str) -> dict[str, Any] | State:
-    """Look something up with the search tool; a tool timeout fails the run (``failed_run``)."""
-    try:
-        return search_tool(url, config)
-    except TimeoutError as exc:
-        return failed_run(exc)
+def researcher_flow() -> Any:
+    """The ``demo-researcher`` flow. Prefect is imported here, in the agent's own process
+    only: the rest of ``aios`` never imports it."""
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.runtime import flow_run
+
+    @task(name=FLAKY_TASK, cache_policy=NO_CACHE, persist_result=False)
+    def search_tool(url: str, config: str) -> dict[str, Any]:
+        """The tool call: the timeout is read from the config file just before the call
+        (AIOS may have changed it since the last one)."""
+        timeout_s = timeout_of(Path(config))
+        labels = {"config_file": config}
+        with aios.track(FLAKY_TASK, agent=FLAKY_AGENT, labels=labels) as tracked:
+            tracked.set(timeout_s=timeout_s, flow_run_id=str(flow_run.id or ""))
+            return search(url, timeout_s)
+
+    @flow(name=FLAKY_AGENT, persist_result=False)
+    def researcher(url: str, config: str) -> Any:
+        """Look something up with the search tool; a tool timeout fails the run."""
+        try:
+            return search_tool(url, config)
+        except TimeoutError as exc:
+            return failed_run(exc)
+
+    return researcher
 
 
 def run_until(stop: threading.Event, url: str, config: Path, pause_s: float) -> None:
     """One flow run, a pause, the next, until ``stop`` is set; a run that fails in another way
     (the Prefect server gone) is logged, and the agent carries on."""
+    researcher = researcher_flow()
     while not stop.is_set():
         began = time.monotonic()
         try:
