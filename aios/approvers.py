@@ -19,7 +19,6 @@ answers can never spend the same code.
 from __future__ import annotations
 
 import hmac
-import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -29,7 +28,7 @@ from typing import Any
 
 import pyotp
 
-from aios.config import ApproverSettings, load_config
+from aios.config import ApproverSettings, load_config, require_private
 from aios.errors import ConfigError, StoreError
 from aios.home import HomePaths
 from aios.locking import FileLock, file_lock
@@ -209,24 +208,9 @@ def check_private(path: Path) -> None:
     """Raise ConfigError when ``path`` (holding approvers' secrets) is not its owner's alone:
     readable or writable by group or others, or owned by another user. A missing file
     (approvers from the environment) passes."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return
-    problems = []
-    if status.st_mode & 0o077:
-        problems.append(
-            f"its mode is {status.st_mode & 0o777:04o} (group or others may read or write it)"
-        )
-    if status.st_uid != os.geteuid():
-        problems.append(f"it belongs to uid {status.st_uid}, not to this user ({os.geteuid()})")
-    if problems:
-        raise ConfigError(
-            "holds the approvers' secrets but "
-            + " and ".join(problems)
-            + f": every approval is refused until it is the owner's alone (chmod 600 {path})",
-            path=str(path),
-        )
+    require_private(
+        path, "the approvers' secrets", "every approval is refused until it is the owner's alone"
+    )
 
 
 class ApprovalGuard:

@@ -513,6 +513,28 @@ class AIOSConfig(BaseSettings):
         return env_settings, init_settings
 
 
+def require_private(path: Path, holds: str, until: str) -> None:
+    """Raise ConfigError when ``path``, which holds ``holds`` (secrets), is readable or
+    writable by group or others, or owned by another user; ``until`` says what is refused
+    meanwhile. A missing file passes."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    problems = []
+    if status.st_mode & 0o077:
+        problems.append(
+            f"its mode is {status.st_mode & 0o777:04o} (group or others may read or write it)"
+        )
+    if status.st_uid != os.geteuid():
+        problems.append(f"it belongs to uid {status.st_uid}, not to this user ({os.geteuid()})")
+    if problems:
+        raise ConfigError(
+            f"holds {holds} but " + " and ".join(problems) + f": {until} (chmod 600 {path})",
+            path=str(path),
+        )
+
+
 def load_config(paths: HomePaths | None = None) -> AIOSConfig:
     """Read config.toml (if present) and the AIOS_* overrides; raises ConfigError."""
     paths = paths or HomePaths.current()

@@ -19,7 +19,8 @@ import httpx
 
 from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
-from deployments.server import HOST, _die_with_parent, log_tail, port_free, stop_group
+from aios.ports import free_port, port_free
+from deployments.server import HOST, _die_with_parent, log_tail, stop_group
 
 PORT_ENV = "AIOS_CHROMA_PORT"
 
@@ -28,18 +29,10 @@ class ChromaServerError(AIOSError):
     """The Chroma server could not be started or did not answer."""
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def chosen_port() -> int:
     raw = os.environ.get(PORT_ENV, "").strip()
     if not raw:
-        return _free_port()
+        return free_port(HOST)
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
         raise InputError(f"{PORT_ENV}={raw!r}: a port number from 1 to 65535")
     return int(raw)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 
 from aios.errors import AIOSError
 from aios.home import HomePaths
+from aios.ports import port_free
 
 DEFAULT_PORT = 4200
 _PR_SET_PDEATHSIG = 1
@@ -34,16 +34,6 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass  # not Linux: stopped by aios up's own shutdown only
-
-
-def port_free(port: int, host: str = HOST) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def wait_healthy(api_url: str, timeout_s: float, alive: subprocess.Popen[bytes] | None) -> None:

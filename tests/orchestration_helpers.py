@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 
 from aios.home import HomePaths
+from aios.ports import free_port as free_port
 
 AIOS_BIN = Path(sys.executable).parent / "aios"
 
@@ -110,6 +110,21 @@ def events_of(paths: HomePaths, where: str = "TRUE", params: list[Any] | None = 
     return [(t, s, orjson.loads(p), c) for t, s, p, c in rows]
 
 
+def remediations_finished(
+    paths: HomePaths, event_id: str, timeout: float = 90, what: str = "the remediation to finish"
+) -> list[Any]:
+    """Wait until a remediation caused by ``event_id`` has finished; its
+    ``remediation.finished`` rows (as ``events_of`` gives them)."""
+    rows: list[Any] = wait_for(
+        lambda: events_of(
+            paths, "type = 'remediation.finished' AND correlation_id = ?", [event_id]
+        ),
+        timeout,
+        what,
+    )
+    return rows
+
+
 def run_flow(flow: Any, *args: Any, **kwargs: Any) -> tuple[Any, str]:
     """Run a flow in this process; (its result, its flow run id). Raises if it failed."""
     state = flow(*args, return_state=True, **kwargs)
@@ -159,12 +174,6 @@ def aios_cli(
         env=aios_env(home, api_url, extra),
         timeout=180,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -49,6 +49,7 @@ from tests.orchestration_helpers import (
     aios_cli,
     events_of,
     flow_run,
+    remediations_finished,
     run_flow,
     wait_for,
 )
@@ -638,13 +639,7 @@ def test_an_approver_answers_in_the_prefect_ui_with_a_code(request: pytest.Fixtu
     assert (wrong["refusal"], wrong["via"]) == ("code_wrong", "prefect")
     again = answer_with_a_code(chromium, ui, run_id, fresh_code(ANA))
     assert "That answer was refused: wrong or expired code for ana" in again
-    finished = wait_for(
-        lambda: events_of(
-            ui.home, "type = 'remediation.finished' AND correlation_id = ?", [event.id]
-        ),
-        90,
-        "the remediation to finish",
-    )
+    finished = remediations_finished(ui.home, event.id)
     assert finished[-1][2]["outcome"] == "succeeded" and ui.ws.level() == 2
     [(_, _, granted, _)] = events_of(
         ui.home, "type = 'approval.granted' AND correlation_id = ?", [event.id]

@@ -26,6 +26,7 @@ from tests.orchestration_helpers import (
     events_of,
     free_port,
     make_workspace,
+    remediations_finished,
     wait_for,
 )
 
@@ -100,13 +101,7 @@ def test_a_person_approves_in_the_prefect_ui(site: Site, browser: Any) -> None:
     )
     assert "Playbook ui_approve wants to run" in description
     assert "set limits.level in" in description and "1 -> 2" in description
-    finished = wait_for(
-        lambda: events_of(
-            site.home, "type = 'remediation.finished' AND correlation_id = ?", [event.id]
-        ),
-        90,
-        "the remediation to finish",
-    )
+    finished = remediations_finished(site.home, event.id)
     assert finished[-1][2]["outcome"] == "succeeded" and site.ws.level() == 2
     [(_, _, granted, _)] = events_of(
         site.home, "type = 'approval.granted' AND correlation_id = ?", [event.id]

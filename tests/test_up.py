@@ -22,8 +22,8 @@ from aios.bus import EventBus
 from aios.event import Event
 from aios.home import HomePaths
 from aios.log import EventLog
+from aios.ports import port_free
 from aios.prefect_api import HttpPrefectAPI
-from deployments.server import port_free
 from tests.orchestration_helpers import (
     AIOS_BIN,
     Up,
@@ -34,6 +34,7 @@ from tests.orchestration_helpers import (
     events_of,
     free_port,
     make_workspace,
+    remediations_finished,
     wait_for,
 )
 
@@ -55,15 +56,8 @@ class Served:
         return aios_cli(*args, home=self.home, api_url=self.api_url, extra=self.ws.env())
 
     def outcome(self, event: Event, timeout: float = 90) -> dict[str, Any]:
-        def finished() -> dict[str, Any] | None:
-            rows = events_of(
-                self.home,
-                "type = 'remediation.finished' AND correlation_id = ?",
-                [event.id],
-            )
-            return rows[-1][2] if rows else None
-
-        found: dict[str, Any] = wait_for(finished, timeout, f"a remediation of {event.type}")
+        rows = remediations_finished(self.home, event.id, timeout, f"a remediation of {event.type}")
+        found: dict[str, Any] = rows[-1][2]
         return found
 
     def waiting(self) -> list[dict[str, Any]]:
@@ -266,12 +260,8 @@ def test_an_urgent_event_from_any_producer_reaches_the_reactor(
 ) -> None:
     served.ws.reset()
     event_id = PRODUCERS[producer](served)
-    finished = wait_for(
-        lambda: events_of(
-            served.home, "type = 'remediation.finished' AND correlation_id = ?", [event_id]
-        ),
-        90,
-        f"a remediation of the event from {producer}",
+    finished = remediations_finished(
+        served.home, event_id, what=f"a remediation of the event from {producer}"
     )
     assert finished[-1][2]["playbook"] == f"up_by_{producer}"
     assert finished[-1][2]["outcome"] == "succeeded" and served.ws.level() == 2

@@ -13,7 +13,14 @@ import pytest
 from aios.bus import EventBus
 from aios.home import HomePaths
 from aios.log import EventLog
-from tests.orchestration_helpers import aios_cli, aios_up, events_of, make_workspace, wait_for
+from tests.orchestration_helpers import (
+    aios_cli,
+    aios_up,
+    events_of,
+    make_workspace,
+    remediations_finished,
+    wait_for,
+)
 from tests.test_up import LIMITS
 
 pytestmark = pytest.mark.slow
@@ -57,13 +64,7 @@ def test_an_approval_left_waiting_when_aios_up_stops_is_asked_again_after(
             extra=env,
         )
         assert answered.returncode == 0, answered.stderr
-        finished = wait_for(
-            lambda: events_of(
-                home, "type = 'remediation.finished' AND correlation_id = ?", [event.id]
-            ),
-            90,
-            "the remediation",
-        )
+        finished = remediations_finished(home, event.id, what="the remediation")
     assert finished[-1][2]["outcome"] == "succeeded" and ws.level() == 2
     [(_, _, recovered, _)] = events_of(
         home, "type = 'scheduler.dispatched' AND payload->>'recovered' = 'true'"

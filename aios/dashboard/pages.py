@@ -151,7 +151,7 @@ def performance(con: duckdb.DuckDBPyConnection, now: datetime, preset: str) -> d
     automatic = started[started["requested"].isna()]
     approved = started[started["requested"].notna()]
     resolved = fixes[(fixes["outcome"] == "succeeded") & fixes["resolve_s"].notna()]
-    mttr = insights.mttr(con, since=now - HISTORY_WINDOW, every="1 hour")
+    mttr = insights.mttr_of(fixes, every="1 hour")
     return {
         "rates": series(rates, "bucket", ["P0", "P1", "P2", "P3"]),
         "throughput": series(

@@ -21,6 +21,7 @@ from aios.demo.child_processes import Child, Children, clean_environment
 from aios.demo.demo_home import DemoSite
 from aios.demo.deployment_runs import NEEDED, DeploymentRuns
 from aios.errors import AIOSError
+from aios.ports import port_free
 from aios.prefect_api import PrefectAPIError, read_up
 
 PREFERRED_PORT = 4200
@@ -52,16 +53,6 @@ class Endpoints:
             chroma_url=str(chroma) if chroma else None,
             dashboard_url=str(dashboard) if dashboard else None,
         )
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def choose_port(preferred: int = PREFERRED_PORT) -> int:

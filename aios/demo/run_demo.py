@@ -21,17 +21,13 @@ from aios.demo import summary_view
 from aios.demo.child_processes import Children
 from aios.demo.config_file import cpu_plan, write_config
 from aios.demo.demo_home import prepare
-from aios.demo.embedded_up import (
-    PREFERRED_PORT,
-    Endpoints,
-    choose_port,
-    port_free,
-)
+from aios.demo.embedded_up import PREFERRED_PORT, Endpoints, choose_port
 from aios.demo.evidence import Row, summary_rows
 from aios.demo.playbooks import write_playbooks
 from aios.demo.progress_view import StageView
 from aios.demo.scenario import STAGES, Scenario
 from aios.errors import AIOSError, InputError
+from aios.ports import port_free
 from aios.prefect_api import read_up
 
 INTERRUPTED = 130

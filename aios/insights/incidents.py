@@ -82,7 +82,11 @@ def mttr(
 ) -> pd.DataFrame:
     """Per ``every`` bucket (``"1 hour"``, ``"1 day"``): remediations finished, how many
     succeeded, and the mean and median seconds from trigger to a verified fix (MTTR)."""
-    frame = remediations(con, since)
+    return mttr_of(remediations(con, since), every)
+
+
+def mttr_of(frame: pd.DataFrame, every: str = "1 day") -> pd.DataFrame:
+    """``mttr`` of a ``remediations`` frame already read."""
     frame = frame[frame["finished"].notna()].copy()
     columns = ["bucket", "finished", "succeeded", "mttr_s", "median_s"]
     if frame.empty:

@@ -75,13 +75,9 @@ def resolve_token(paths: HomePaths, config: Any) -> tuple[str, str]:
             ) from None
         source = f"the Prefect Secret block {settings.token_block}"
     elif settings.token is not None:
-        if paths.config.exists():
-            mode = paths.config.stat().st_mode
-            if mode & 0o077:
-                raise InputError(
-                    f"{paths.config} holds [ingest] token but its mode is {mode & 0o777:04o} "
-                    f"(group or others may read it): chmod 600 {paths.config}"
-                )
+        from aios.config import require_private
+
+        require_private(paths.config, "[ingest] token", "the endpoint does not start")
         token, source = settings.token.strip(), "[ingest] token"
     else:
         return ensure_token(paths), str(token_path(paths))
