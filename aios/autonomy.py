@@ -6,7 +6,8 @@ Derived from the whole log, per playbook, in order:
   failed) demote it: from then on it asks a person, whatever its risk;
 - ``promote_after`` (5) remediations in a row that a person approved and that then verified
   propose a promotion (``autonomy.promotion_proposed``), which a person confirms with
-  ``aios playbooks promote ID`` (``autonomy.promoted``, sealed like an approval). A promoted
+  ``aios playbooks promote ID`` (``autonomy.promoted``, sealed like an approval; with
+  approvers configured, one allowed the playbook's risk, with their code). A promoted
   playbook whose effective risk is medium runs without asking (with ``auto_execute``, and
   unless the risk policy asks for everything); high risk always asks. A promotion lifts a
   demotion; a demotion takes a promotion away. A denial, or a failure, starts the count again.
@@ -213,9 +214,23 @@ def announce(
     return events
 
 
-def promote(bus: EventBus, paths: HomePaths, playbook: str, approver: str, reason: str) -> None:
-    """A person confirms a promotion: ``autonomy.promoted``, sealed."""
-    payload = {"playbook": playbook, "approver": approver, "reason": reason}
+def promote(
+    bus: EventBus,
+    paths: HomePaths,
+    playbook: str,
+    approver: str,
+    reason: str,
+    *,
+    verified: bool = False,
+) -> None:
+    """A person confirms a promotion: ``autonomy.promoted``, sealed. ``verified`` says an
+    approver's code proved who (``aios.approvers``); otherwise the name is as given."""
+    payload: dict[str, Any] = {
+        "playbook": playbook,
+        "approver": approver,
+        "reason": reason,
+        "verified": verified,
+    }
     payload["seal"] = seal(paths, f"autonomy:{playbook}", "promoted", approver)
     bus.emit(PROMOTED, payload, source=SOURCE, labels={"playbook": playbook})
 

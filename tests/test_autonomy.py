@@ -94,6 +94,20 @@ def kinds(prefix: str) -> list[str]:
     return [e.type for e in aios.bus().log.events() if e.type.startswith(prefix)]
 
 
+def cli_env(pb: Playbook, root: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment under which ``aios`` loads ``pb`` from a directory, with this policy."""
+    directory = tmp_path / "playbooks"
+    directory.mkdir()
+    (directory / f"{pb.id}.json").write_text(
+        json.dumps(pb.model_dump(mode="json", exclude_none=True))
+    )
+    return {
+        "AIOS_REACTOR__PLAYBOOK_DIRS": json.dumps([str(directory)]),
+        "AIOS_REACTOR__ALLOWED_ROOTS": json.dumps([str(root)]),
+        "AIOS_AUTONOMY__PROMOTE_AFTER": str(POLICY.promote_after),
+    }
+
+
 def test_failed_verifications_in_a_row_make_a_low_risk_playbook_ask(
     home: HomePaths, root: Path, config_file: Path
 ) -> None:
@@ -116,16 +130,7 @@ def test_approved_and_verified_runs_earn_a_promotion_a_person_confirms(
     home: HomePaths, root: Path, config_file: Path, tmp_path: Path
 ) -> None:
     pb = playbook(config_file, risk="medium")
-    directory = tmp_path / "playbooks"
-    directory.mkdir()
-    (directory / "retune.json").write_text(
-        json.dumps(pb.model_dump(mode="json", exclude_none=True))
-    )
-    env = {
-        "AIOS_REACTOR__PLAYBOOK_DIRS": json.dumps([str(directory)]),
-        "AIOS_REACTOR__ALLOWED_ROOTS": json.dumps([str(root)]),
-        "AIOS_AUTONOMY__PROMOTE_AFTER": "3",
-    }
+    env = cli_env(pb, root, tmp_path)
     early = run_aios("playbooks", "promote", "retune", home=home, env=env)
     assert early.returncode == 2 and "0 of 3 approved and verified runs" in early.stderr
     for _ in range(3):
@@ -166,6 +171,53 @@ def test_a_denial_starts_the_count_again_and_policies_earn_nothing(
         assert done.status == "succeeded"
     state = autonomy(home, pb)
     assert state.approved_in_a_row == 0 and not state.earned
+
+
+def test_with_approvers_a_promotion_takes_one_allowed_the_risk_and_their_code(
+    home: HomePaths, root: Path, config_file: Path, tmp_path: Path
+) -> None:
+    from tests.test_approver_identity import ANA, BOB, configure, fresh_code
+
+    pb = playbook(config_file, risk="medium")
+    env = cli_env(pb, root, tmp_path)
+    for _ in range(3):
+        assert run(home, root, pb, config_file).status == "succeeded"
+    configure(home, ana=("low", ANA), bob=("medium", BOB))
+
+    def promote(*args: str) -> Any:
+        return run_aios("playbooks", "promote", "retune", *args, home=home, env=env)
+
+    def refusals() -> list[str]:
+        return [
+            str(e.payload["refusal"])
+            for e in aios.bus().log.events()
+            if e.type == "approval.refused" and e.payload["remediation_id"] == "autonomy:retune"
+        ]
+
+    unnamed = promote()
+    assert unnamed.returncode == 2 and "--approver NAME is required" in unnamed.stderr
+    no_code = promote("--approver", "bob")
+    assert no_code.returncode == 2 and "--code CODE is required" in no_code.stderr
+    assert refusals() == []  # nothing was answered yet
+    for args, refusal in [
+        (("--approver", "mallory", "--code", fresh_code(BOB)), "unknown_approver"),
+        (("--approver", "ana", "--code", fresh_code(ANA)), "risk_above_max"),  # low only
+        (("--approver", "bob", "--code", "000000"), "code_wrong"),
+    ]:
+        refused = promote(*args)
+        assert refused.returncode == 2 and "promotion of retune refused" in refused.stderr
+        assert refusals()[-1] == refusal
+    assert not autonomy(home, pb).promoted
+    code = fresh_code(BOB)
+    confirmed = promote("--approver", "bob", "--code", code, "--reason", "five good runs")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "promoted by bob" in confirmed.stdout
+    [promoted] = [e for e in aios.bus().log.events() if e.type == "autonomy.promoted"]
+    assert promoted.payload["approver"] == "bob" and promoted.payload["verified"] is True
+    [proof] = [e for e in aios.bus().log.events() if e.type == "approval.verified"]
+    assert proof.payload["remediation_id"] == "autonomy:retune"
+    assert autonomy(home, pb).promoted
+    assert run(home, root, pb, config_file, answer=False).status == "succeeded"  # not asked
 
 
 @pytest.mark.parametrize("forgery", ["no seal", "wrong seal"])

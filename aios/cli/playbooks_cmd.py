@@ -137,10 +137,27 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
 def promote(
     playbook_id: Annotated[str, typer.Argument(metavar="ID", help="The playbook to promote.")],
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-    approver: Annotated[str | None, typer.Option(help="Who (default: user@host).")] = None,
+    approver: Annotated[
+        str | None,
+        typer.Option(
+            help="Who: a configured approver whose max_risk covers the playbook's risk "
+            "(without approvers: any; default user@host)."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(
+            help="The approver's current 6-digit code, when approvers are configured (asked "
+            "for at a terminal)."
+        ),
+    ] = None,
     playbooks: PlaybooksOpt = None,
 ) -> None:
-    """Confirm a promotion a playbook earned: it then runs without asking unless high risk."""
+    """Confirm a promotion a playbook earned: it then runs without asking unless high risk.
+
+    A promotion answers every future approval of the playbook at once, so with approvers
+    configured it takes one of them, with their current code, allowed the playbook's risk.
+    """
     import getpass
     import socket
 
@@ -154,18 +171,53 @@ def promote(
     earned = autonomy[playbook.id]
     if earned.promoted:
         raise InputError(f"{playbook.id} is promoted already")
-    if playbook.effective_risk().value == "high":
+    risk = playbook.effective_risk().value
+    if risk == "high":
         raise InputError(f"{playbook.id} is high risk: it always asks a person")
     if not earned.earned:
         raise InputError(
             f"{playbook.id} has not earned a promotion: {earned.approved_in_a_row} of "
             f"{policy.promote_after} approved and verified runs in a row"
         )
-    who = approver or f"{getpass.getuser()}@{socket.gethostname()}"
+    paths = HomePaths.current()
+    bus = default_bus()
+    verified = _promotion_approver(paths, bus, playbook.id, risk, approver, code)
+    who = verified or approver or f"{getpass.getuser()}@{socket.gethostname()}"
     record_promotion(
-        default_bus(), HomePaths.current(), playbook.id, who, reason or "confirmed at the terminal"
+        bus, paths, playbook.id, who, reason or "confirmed at the terminal", verified=bool(verified)
     )
     console.print(f"{playbook.id} promoted by {escape(who)}: it runs without asking a person")
+
+
+def _promotion_approver(
+    paths: Any, bus: Any, playbook_id: str, risk: str, approver: str | None, code: str | None
+) -> str:
+    """With approvers configured: the approver whose code proved this promotion (the answer
+    recorded as ``approval.verified`` or ``approval.refused``, its code spent either way);
+    a refusal raises. Without approvers: "" (the name given is recorded, not checked)."""
+    import sys
+
+    from aios.approvers import DIGITS, Answer, ApprovalGuard, Subject
+
+    guard = ApprovalGuard(paths, emit=bus.emit)
+    if not guard.approvers():  # ConfigError (exit 2) when the file is not the owner's alone
+        return ""
+    interactive = sys.stdin.isatty()
+    if not approver:
+        if not interactive:
+            raise InputError("--approver NAME is required: approvers are configured")
+        approver = str(typer.prompt("Approver")).strip()
+    if not code:
+        if not interactive:
+            raise InputError(f"--code CODE is required: {approver}'s current {DIGITS}-digit code")
+        code = str(typer.prompt(f"{approver}'s {DIGITS}-digit code"))
+    subject = Subject(
+        remediation_id=f"autonomy:{playbook_id}", playbook=playbook_id, risk=risk, via="terminal"
+    )
+    verdict = guard.judge(subject, Answer(approver, code, True))
+    if not verdict.allowed:
+        raise InputError(f"promotion of {playbook_id} refused: {verdict.reason}")
+    return verdict.approver
 
 
 @app.command()
