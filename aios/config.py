@@ -43,7 +43,7 @@ ENV_DELIMITER = "__"
 
 
 class LogSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     segment_max_bytes: int = Field(
         default=64 * 1024 * 1024,
@@ -53,14 +53,14 @@ class LogSettings(BaseModel):
 
 
 class SubscriberSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pattern: str = Field(description="Event type glob, e.g. 'task.*'.")
     handler: str = Field(description="MODULE:FUNCTION called with each matching event.")
 
 
 class BusSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     subscribers: list[SubscriberSettings] = Field(
         default_factory=list,
@@ -74,7 +74,7 @@ def project_playbooks() -> Path:
 
 
 class ReactorSettingsModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     playbook_dirs: list[Path] = Field(
         default_factory=lambda: [project_playbooks()],
@@ -112,7 +112,7 @@ class ReactorSettingsModel(BaseModel):
 
 
 class AgentSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     patterns: list[str] = Field(
         default_factory=list,
@@ -121,7 +121,7 @@ class AgentSettings(BaseModel):
 
 
 class ScoreSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: Literal["evolution", "ops"] = Field(
         default="evolution", description="evolution or ops."
@@ -158,7 +158,7 @@ class ScoreSettings(BaseModel):
 class Threshold(BaseModel):
     """Raise at ``raise_at``, clear only at ``clear_at`` (below it): hysteresis."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     raise_at: float = Field(alias="raise", ge=0, le=100, description="Percent that raises it.")
     clear_at: float = Field(alias="clear", ge=0, le=100, description="Percent that clears it.")
@@ -183,7 +183,7 @@ def _default_thresholds() -> dict[Resource, Threshold]:
 
 
 class MonitorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     interval: Duration = Field(default=timedelta(minutes=5), description="Between cycles.")
     sample: Duration = Field(
@@ -222,7 +222,7 @@ class MonitorSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field(default="127.0.0.1", description="Address the HTTP endpoint listens on.")
     port: int = Field(default=8766, ge=1, le=65535, description="Its port.")
@@ -238,7 +238,7 @@ class IngestSettings(BaseModel):
 
 
 class DashboardSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = Field(default=True, description="Whether aios up serves the dashboard.")
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
@@ -272,7 +272,7 @@ Retention = Annotated[
 
 
 class MaintenanceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     log_retention: Retention = Field(
         default=timedelta(days=90),
@@ -289,7 +289,7 @@ class MaintenanceSettings(BaseModel):
 
 
 class OrchestrationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     remediation_timeout: Duration = Field(
         default=timedelta(seconds=300),
@@ -326,7 +326,7 @@ class OrchestrationSettings(BaseModel):
 
 
 class MemorySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     backend: str = Field(
         default="chroma",
@@ -355,7 +355,7 @@ class MemorySettings(BaseModel):
 
 
 class LessonSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_count: int = Field(
         default=3, ge=2, description="A failure signature seen this often becomes a lesson..."
@@ -374,7 +374,7 @@ class LessonSettings(BaseModel):
 
 
 class AutonomySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     demote_after: int = Field(
         default=2, ge=1, description="Failed verifications in a row that make a playbook ask."
@@ -398,7 +398,7 @@ class ApproverSettings(BaseModel):
     """One person who may answer approvals: up to which risk, and the secret behind the
     one-time codes of their authenticator app (TOTP)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_risk: RiskLevel = Field(description="The highest risk this approver may approve.")
     totp_secret: SecretStr = Field(
@@ -418,7 +418,7 @@ class ApproverSettings(BaseModel):
 
 
 class ApprovalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     approvers: dict[str, ApproverSettings] = Field(
         default_factory=dict,
@@ -441,7 +441,7 @@ class EvolvedAgent(BaseModel):
     """Where one agent's tunables live: keys in its config file, or a Prefect deployment's
     parameters. Any of the three may be left out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     file: Path | None = Field(
         default=None, description="The agent's config file (JSON, YAML, TOML)."
@@ -461,7 +461,7 @@ class EvolvedAgent(BaseModel):
 
 
 class EvolutionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     agents: dict[str, EvolvedAgent] = Field(
         default_factory=dict, description="Agents AIOS may tune, by name, and where."

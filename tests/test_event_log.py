@@ -256,6 +256,22 @@ def test_a_cursor_that_does_not_start_a_line_is_refused(log: EventLog) -> None:
         list(log.read(cursor=Cursor(end.segment, end.offset + 500)))
 
 
+def test_a_line_changed_on_disk_is_named_by_segment_and_place(log: EventLog) -> None:
+    from aios.errors import LogIntegrityError
+
+    log.append(make(3))
+    segment = list_segments(log.directory)[0]
+    lines = lines_of(segment.path)
+    changed = lines[1].replace(b'"payload":{"n":1}', b'"payload":{"n":1]')
+    assert changed != lines[1] and len(changed) == len(lines[1])  # the hash links stay
+    segment.path.write_bytes(lines[0] + changed + lines[2])
+    with pytest.raises(LogIntegrityError) as caught:
+        list(log.read())
+    assert caught.value.segment == segment.name
+    assert caught.value.line == 2
+    assert str(caught.value).startswith(f"{segment.name} line 2: the line at byte {len(lines[0])}")
+
+
 def test_a_failed_fdatasync_leaves_nothing_behind_for_a_retry(
     log: EventLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -959,6 +959,9 @@ def test_any_environment_override_loads_or_names_the_variable(
         ("[log]\nsegment_max_bytes = " + "1" * 5000 + "\n", "4300"),
         ("a = " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
         ("a = " + "{b = " * 3000 + "1" + "}" * 3000 + "\n", "nested too deeply"),
+        ("[score.weights.ops]\nrisk = nan\n", "score.weights.ops.risk.*finite"),
+        ("[score]\nlatency_budget_ms = inf\n", "score.latency_budget_ms.*finite"),
+        ("[monitor.thresholds.cpu]\nraise = nan\nclear = 50\n", "finite"),
     ],
 )
 def test_hostile_config_files_raise_a_config_error(

@@ -211,8 +211,11 @@ def event_from_record(record: dict[str, Any]) -> Event:
     )
 
 
-def parse_line(line: bytes) -> Event:
-    """The Event a log line holds; LogIntegrityError if the line holds no event.
+def parse_line(
+    line: bytes, *, segment: str | None = None, line_no: int | None = None, offset: int = -1
+) -> Event:
+    """The Event a log line holds; LogIntegrityError (naming ``segment`` and ``line_no`` or
+    the byte ``offset`` when given) if the line holds no event.
 
     The reader trusts the writer's layout and does not check each hash, so a line changed on
     disk can reach here: it is reported as the log's fault, not as a crash in the reader.
@@ -220,6 +223,9 @@ def parse_line(line: bytes) -> Event:
     try:
         return event_from_record(orjson.loads(line))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        at = f"the line at byte {offset}" if offset >= 0 else "a line"
         raise LogIntegrityError(
-            f"a line does not hold an event ({type(exc).__name__}: {exc}); run `aios events verify`"
+            f"{at} does not hold an event ({type(exc).__name__}: {exc}); run `aios events verify`",
+            segment=segment,
+            line=line_no or None,
         ) from None

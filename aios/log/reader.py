@@ -163,6 +163,10 @@ def iter_raw(directory: Path, cursor: Cursor = START) -> Iterator[RawLine]:
         yield from committed_lines(segment, offset, last=index == len(segments) - 1)
 
 
+def _event_of(raw: RawLine) -> Event:
+    return parse_line(raw.data, segment=raw.segment.name, line_no=raw.line_no, offset=raw.offset)
+
+
 def read_events(
     directory: Path, flt: EventFilter | None = None, cursor: Cursor = START
 ) -> Iterator[tuple[Event, Cursor]]:
@@ -170,7 +174,7 @@ def read_events(
     for raw in iter_raw(directory, cursor):
         if flt is not None and not flt.might_match(raw.data):
             continue
-        event = parse_line(raw.data)
+        event = _event_of(raw)
         if flt is None or flt.matches(event):
             yield event, raw.after
 
@@ -183,7 +187,7 @@ def read_newest_first(directory: Path, flt: EventFilter | None = None) -> Iterat
         for raw in reversed(lines):
             if flt is not None and not flt.might_match(raw.data):
                 continue
-            event = parse_line(raw.data)
+            event = _event_of(raw)
             if flt is None or flt.matches(event):
                 yield event
 
