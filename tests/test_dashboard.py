@@ -57,6 +57,30 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         },
         source="aios.approvals",
     )
+    refused = {
+        "remediation_id": "rem-wait",
+        "playbook": "restart_worker",
+        "risk": "high",
+        "approver": "<b>mallory</b>",
+        "approve": True,
+        "via": "prefect",
+        "refusal": "unknown_approver",
+        "reason": "'<b>mallory</b>' is not an approver (aios approvals approvers)",
+    }
+    bus.emit("approval.refused", refused, source="aios.approvals")
+    bus.emit("approval.refused", {**refused, "approver": "forged"}, source="evil")
+    for signature, agents in (("writer timeout", ["writer"]), ("disk full", ["writer", "reader"])):
+        bus.emit(
+            "lesson.created",
+            {
+                "lesson_id": f"lesson-{signature[:4]}",
+                "signature": signature,
+                "symptom": signature,
+                "count": 3,
+                "agents": agents,
+            },
+            source="aios.lessons",
+        )
     server = DashboardServer(home, port=0, ui_url=lambda: UI_URL)
     server.live.min_rebuild_s = 0.2
     server.start()
@@ -89,6 +113,10 @@ def test_pages_hold_what_the_history_says(site: Site) -> None:
     approvals = site.get("/api/pages/approvals").json()["data"]
     [waiting] = approvals["waiting"]
     assert waiting["link"] == f"{UI_URL}/runs/flow-run/0b7c6d2e-1111-4222-8333-944455556666"
+    [refused] = approvals["refused"]  # only AIOS's own record counts, not one by "evil"
+    assert (refused["approver"], refused["refusal"]) == ("<b>mallory</b>", "unknown_approver")
+    owners = {lesson["symptom"]: lesson["owner"] for lesson in evolution["lessons"]}
+    assert owners == {"writer timeout": "writer", "disk full": "shared"}
 
 
 def test_it_is_read_only_and_names_unknown_pages(site: Site) -> None:
@@ -174,6 +202,9 @@ def test_each_page_renders_with_data(browser: Any, site: Site) -> None:
     assert link.get_attribute("href") == (
         f"{UI_URL}/runs/flow-run/0b7c6d2e-1111-4222-8333-944455556666"
     )
+    refused = page.inner_text("#refused-table")
+    assert "<b>mallory</b>" in refused and "is not an approver" in refused
+    assert page.locator("#refused-table b").count() == 0
     assert page.errors == []
     page.close()
 

@@ -3,7 +3,8 @@
 Overview (score, grade, trend, timeline, top issues), Agents, Evolution (score and components
 over time, lessons, playbook effectiveness, suggestions), Performance (event rates,
 remediation latency and MTTR, throughput) and Approvals (waiting, with links into the Prefect
-UI). Times in series are epoch seconds (what the charts take); elsewhere ISO strings.
+UI; recent decisions; answers refused). Times in series are epoch seconds (what the charts
+take); elsewhere ISO strings.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SCORE_WINDOW = timedelta(days=2)
 HISTORY_WINDOW = timedelta(days=7)
 RATES_WINDOW = timedelta(hours=24)
 LESSONS_SHOWN = 50
+REFUSED_SHOWN = 20
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -191,6 +193,9 @@ def approvals(
         "waiting": waiting,
         "recent": records(
             decided[["remediation_id", "playbook", "risk", "requested", "decision", "approver"]]
+        ),
+        "refused": records(
+            insights.refused_answers(con, since=now - HISTORY_WINDOW, limit=REFUSED_SHOWN)
         ),
     }
 

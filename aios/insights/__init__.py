@@ -1,5 +1,5 @@
 """What the history says, as pandas frames: scores over time, remediations and MTTR, playbook
-effectiveness, error signatures, approval load, event rates and throughput.
+effectiveness, error signatures, approval load and refused answers, event rates and throughput.
 
 The dashboard and the notebooks both read through here; every function takes a connection
 from ``aios.store.open_store`` (``open_home`` picks the home and opens it).
@@ -12,6 +12,7 @@ from aios.insights.incidents import (
     mttr,
     mttr_of,
     playbook_effectiveness,
+    refused_answers,
     remediations,
     top_signatures,
     waiting_approvals,
@@ -32,6 +33,7 @@ __all__ = [
     "playbook_effectiveness",
     "recent_events",
     "recent_tasks",
+    "refused_answers",
     "remediations",
     "score_components",
     "score_history",

@@ -1,6 +1,6 @@
 """Incidents and what AIOS did about them: remediations with their latency and time to
 resolve (MTTR), playbook effectiveness, the most frequent error signatures, approval load,
-the approvals waiting right now, and the lessons learned."""
+the approvals waiting right now, the answers refused, and the lessons learned."""
 
 from __future__ import annotations
 
@@ -232,13 +232,36 @@ def waiting_approvals(con: duckdb.DuckDBPyConnection, now: datetime | None = Non
     return frame
 
 
+def refused_answers(
+    con: duckdb.DuckDBPyConnection, since: datetime | None = None, limit: int | None = None
+) -> pd.DataFrame:
+    """Approval answers that did not count (``approval.refused``: an unknown approver, a risk
+    above theirs, a wrong or spent code), newest first: ``time``, ``approver`` (the name
+    given), ``playbook``, ``risk``, ``via`` (prefect or terminal), ``refusal`` (a stable
+    word), ``reason``, ``remediation_id``."""
+    frame: pd.DataFrame = con.execute(
+        """
+        SELECT time, payload->>'approver' AS approver, payload->>'playbook' AS playbook,
+               payload->>'risk' AS risk, payload->>'via' AS via,
+               payload->>'refusal' AS refusal, payload->>'reason' AS reason,
+               payload->>'remediation_id' AS remediation_id
+        FROM events
+        WHERE type = 'approval.refused' AND source = ? AND time >= ?
+        ORDER BY seq DESC LIMIT ?
+        """,
+        [WAITING_SOURCE, since or _FAR_PAST, limit],
+    ).df()
+    return frame
+
+
 def lessons(con: duckdb.DuckDBPyConnection, limit: int | None = None) -> pd.DataFrame:
     """The lessons learned (the ``limit`` latest, or all), most recently updated first:
     ``lesson_id``, ``symptom``, ``state`` (draft, verified, hardened), ``count``,
-    ``successes``, ``failures``, ``last_seen``."""
+    ``successes``, ``failures``, ``last_seen``, ``updated``, ``owner`` (the agent whose
+    lesson it is, or ``shared``)."""
     frame: pd.DataFrame = con.execute(
-        "SELECT lesson_id, symptom, state, count, successes, failures, last_seen, updated "
-        "FROM lessons ORDER BY updated DESC LIMIT ?",
+        "SELECT lesson_id, symptom, state, count, successes, failures, last_seen, updated, "
+        "owner FROM lessons ORDER BY updated DESC LIMIT ?",
         [limit],
     ).df()
     return frame

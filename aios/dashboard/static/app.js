@@ -130,7 +130,7 @@ function renderAgents(d) {
 
 function renderEvolution(d) {
   const names = Object.keys(d.components).filter((k) => k !== "t");
-  const lessons = table("lessons-table", [["lesson", (r) => r.symptom], ["state", (r) => r.state], ["seen", (r) => r.count],
+  const lessons = table("lessons-table", [["lesson", (r) => r.symptom], ["owner", (r) => r.owner], ["state", (r) => r.state], ["seen", (r) => r.count],
     ["verified", (r) => r.successes], ["failed", (r) => r.failures], ["last seen", (r) => when(r.last_seen)]], d.lessons);
   const playbooks = table("playbooks-table", [["playbook", (r) => r.playbook], ["runs", (r) => r.runs],
     ["succeeded", (r) => r.succeeded], ["rolled back", (r) => r.rolled_back], ["failed", (r) => r.failed],
@@ -177,7 +177,10 @@ function renderApprovals(d) {
     ["decision", (r) => r.decision], ["by", (r) => r.approver]], d.recent, null, "no decisions in the last 7 days");
   const where = d.ui_url ? el("p", { class: "sub" }, "Approve or reject in the Prefect UI (", el("a", { href: d.ui_url, target: "_blank", rel: "noopener" }, d.ui_url), ") or with aios approvals approve RUN.")
     : el("p", { class: "sub" }, "No Prefect UI address known: start aios up. At a terminal: aios approvals list.");
-  return [card("w12", "Waiting for approval", where, waiting), card("w12", "Recent decisions", recent)];
+  const refused = table("refused-table", [["when", (r) => when(r.time)], ["name given", (r) => r.approver], ["playbook", (r) => r.playbook],
+    ["risk", (r) => r.risk], ["via", (r) => r.via], ["why", (r) => r.reason]], d.refused, null, "no answer refused in the last 7 days");
+  return [card("w12", "Waiting for approval", where, waiting), card("w12", "Recent decisions", recent),
+    card("w12", "Refused answers (did not count)", refused)];
 }
 
 const RENDER = { overview: renderOverview, agents: renderAgents, evolution: renderEvolution,
