@@ -243,6 +243,11 @@ class DashboardSettings(BaseModel):
     enabled: bool = Field(default=True, description="Whether aios up serves the dashboard.")
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(default=8765, ge=0, le=65535, description="Its port; 0 takes a free one.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="More host names browsers may use for it (a DNS name for a non-loopback "
+        "host); others get 400.",
+    )
 
 
 _FOREVER = ("off", "never", "forever", "none")
@@ -693,6 +698,7 @@ port = 8766
 enabled = true
 host = "127.0.0.1"
 port = 8765                 # 0 takes a free port
+# allowed_hosts = ["ops.example.org"]  # more names browsers may use (others: 400)
 
 [maintenance]
 # Event-log segments whose newest event is older than this are removed once the store has

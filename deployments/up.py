@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from aios.atomic import write_atomic
 from aios.dashboard.server import DashboardServer
@@ -261,10 +262,13 @@ def _dashboard(
             port=config.dashboard.port,
             preset=config.score.preset,
             ui_url=lambda: endpoints.ui_url,
+            allowed_hosts=tuple(config.dashboard.allowed_hosts),
         )
     except InputError as exc:
         console.print(f"[yellow]no dashboard:[/] {exc}")
         return None
+    if dashboard.exposed:
+        console.print(f"[yellow]warning:[/] {escape(dashboard.exposed)}")
     dashboard.start()
     info = read_up(paths) or {}
     write_atomic(up_file(paths), orjson.dumps({**info, "dashboard_url": dashboard.url}))

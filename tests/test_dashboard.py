@@ -284,14 +284,56 @@ def test_other_sites_and_other_host_names_are_refused(site: Site) -> None:
         f"{site.server.url}/api/pages/approvals", headers={"Host": "evil.example"}, timeout=10
     )
     assert rebound.status_code == 400
-    port = site.server.port
+    assert _handshake(site.server.port, "evil.example").endswith(b"400 Bad Request")
+
+
+def _handshake(port: int, host: str, origin: str | None = None, page: str = "approvals") -> bytes:
+    """The status line a raw WebSocket handshake with these headers gets."""
+    extra = f"Origin: {origin}\r\n" if origin else ""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(
-            b"GET /ws?page=approvals HTTP/1.1\r\nHost: evil.example\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
+            f"GET /ws?page={page} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{extra}\r\n".encode()
         )
-        assert raw.recv(200).split(b"\r\n", 1)[0].endswith(b"400 Bad Request")
+        return raw.recv(200).split(b"\r\n", 1)[0]
+
+
+def test_listening_on_every_address_still_refuses_other_names(site: Site) -> None:
+    """Bound to 0.0.0.0 it answers to this machine's names and addresses and to
+    ``allowed_hosts``, never to a DNS-rebinding name, and warns that it has no login."""
+    server = DashboardServer(site.home, host="0.0.0.0", port=0, allowed_hosts=("ops.example",))
+    server.start()
+    try:
+        assert server.exposed and "no login" in server.exposed
+        port = server.port
+
+        def status(host: str) -> int:
+            url = f"http://127.0.0.1:{port}/api/health"
+            return httpx.get(url, headers={"Host": f"{host}:{port}"}, timeout=10).status_code
+
+        wait_for(lambda: status("127.0.0.1") == 200 or None, 30, "the dashboard on 0.0.0.0")
+        assert status(socket.gethostname()) == 200
+        assert status("ops.example") == 200
+        assert status("evil.example") == 400
+        rebound = f"evil.example:{port}"
+        assert _handshake(port, rebound, f"http://{rebound}").endswith(b"400 Bad Request")
+        own = f"127.0.0.1:{port}"
+        assert _handshake(port, own, f"http://{own}").endswith(b"101 Switching Protocols")
+        assert _handshake(port, own, f"http://{rebound}").endswith(b"403 Forbidden")
+    finally:
+        server.stop()
+    assert DashboardServer(site.home, port=0).exposed is None  # loopback: nothing to warn
+
+
+def test_a_long_page_name_over_the_websocket_closes_it_cleanly(site: Site) -> None:
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect
+
+    url = site.server.url.replace("http://", "ws://") + "/ws?page=" + "x" * 300
+    with connect(url) as ws, pytest.raises(ConnectionClosedError) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404
 
 
 def test_an_approval_past_its_deadline_is_not_counted_as_waiting(site: Site) -> None:

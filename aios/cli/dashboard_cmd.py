@@ -6,6 +6,7 @@ import os
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from aios.cli.output import err_console
 from aios.errors import InputError
@@ -51,6 +52,9 @@ def dashboard(
         port=config.dashboard.port if port is None else port,
         preset=config.score.preset,
         ui_url=ui_url,
+        allowed_hosts=tuple(config.dashboard.allowed_hosts),
     )
+    if server.exposed:
+        err_console.print(f"[yellow]warning:[/] {escape(server.exposed)}")
     err_console.print(f"Dashboard of {paths.root}: [bold]{server.url}[/] (Ctrl-C stops it)")
     server.run()

@@ -30,7 +30,9 @@ def _json(data: Any) -> Response:
     return Response(orjson.dumps(data), media_type="application/json")
 
 
-def create_app(live: LiveData, host: str = "127.0.0.1") -> FastAPI:
+def create_app(
+    live: LiveData, host: str = "127.0.0.1", allowed_hosts: tuple[str, ...] = ()
+) -> FastAPI:
     app = FastAPI(
         title="AIOS dashboard",
         version=__version__,
@@ -38,7 +40,7 @@ def create_app(live: LiveData, host: str = "127.0.0.1") -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(host))
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts(host, allowed_hosts))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -82,7 +84,8 @@ def create_app(live: LiveData, host: str = "127.0.0.1") -> FastAPI:
         try:
             while True:
                 if name not in PAGES:
-                    await socket.close(code=4404, reason=f"no page {name!r}")
+                    # A close reason has room for 123 bytes: the name is not repeated.
+                    await socket.close(code=4404, reason="no such page")
                     return
                 if version != live.snapshot.version:
                     message = live.page(name)
@@ -131,12 +134,44 @@ def _same_origin(origin: str, host: str) -> bool:
     return origin.lower() in (f"http://{host}".lower(), f"https://{host}".lower())
 
 
-def trusted_hosts(host: str) -> list[str]:
-    """Host names the dashboard answers to: loopback names and its own address; anything
-    else (a DNS-rebinding name pointing at 127.0.0.1) is refused."""
-    names = ["127.0.0.1", "localhost", "[::1]", "::1"]
-    if host not in ("0.0.0.0", "::", ""):
-        names.append(host if ":" not in host else f"[{host}]")
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+WILDCARDS = ("0.0.0.0", "::", "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address the dashboard listens on) is reachable from this machine
+    only."""
+    return host in LOOPBACK or host.startswith("127.")
+
+
+def _as_host_header(name: str) -> str:
+    """How a browser writes ``name`` in a Host header (IPv6 literals in brackets), lowercase."""
+    name = name.split("%", 1)[0].lower()  # no zone index in a URL's host
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
+
+
+def own_names() -> set[str]:
+    """This machine's host names and interface addresses."""
+    import socket
+
+    import psutil
+
+    names = {socket.gethostname(), socket.getfqdn()}
+    for addresses in psutil.net_if_addrs().values():
+        names.update(a.address for a in addresses if a.family in (socket.AF_INET, socket.AF_INET6))
+    return {n for n in names if n}
+
+
+def trusted_hosts(host: str, extra: tuple[str, ...] = ()) -> list[str]:
+    """Host names the dashboard answers to: loopback names, the address it listens on, and
+    ``extra`` (``[dashboard] allowed_hosts``); listening on every address (``0.0.0.0``,
+    ``::``), the machine's own names and addresses. Anything else, such as a DNS-rebinding
+    name pointing at this machine, is refused, and so is a WebSocket from any other origin
+    (the Origin must be the Host, which must be one of these)."""
+    names = {"127.0.0.1", "localhost", "[::1]"}
+    if host in WILDCARDS:
+        names.update(own_names())
     else:
-        names.append("*")  # listening everywhere: the operator chose to expose it
-    return names
+        names.add(host)
+    names.update(extra)
+    return sorted({_as_host_header(n) for n in names})

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import uvicorn
 
-from aios.dashboard.app import create_app
+from aios.dashboard.app import create_app, is_loopback
 from aios.dashboard.live import LiveData
 from aios.errors import InputError
 from aios.home import HomePaths
@@ -31,13 +31,14 @@ class DashboardServer:
         port: int = DEFAULT_PORT,
         preset: str = "evolution",
         ui_url: Callable[[], str | None] = lambda: None,
+        allowed_hosts: tuple[str, ...] = (),
     ) -> None:
         self.live = LiveData(paths, preset=preset, ui_url=ui_url)
         self.host = host
         self.socket = _bind(host, port)
         self.port = int(self.socket.getsockname()[1])
         config = uvicorn.Config(
-            create_app(self.live, host),
+            create_app(self.live, host, allowed_hosts),
             log_level="warning",
             access_log=False,
             ws_ping_interval=20.0,
@@ -45,6 +46,18 @@ class DashboardServer:
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+
+    @property
+    def exposed(self) -> str | None:
+        """A warning when others can reach it: the dashboard has no login, so anyone who can
+        reach a non-loopback address can read every page (never change anything)."""
+        if is_loopback(self.host):
+            return None
+        return (
+            f"the dashboard listens on {self.host or 'every address'}: it has no login, so "
+            "anyone who can reach that address can read it (set [dashboard] host = "
+            '"127.0.0.1" to keep it to this machine)'
+        )
 
     @property
     def url(self) -> str:
