@@ -56,7 +56,9 @@ def test_components_are_weighted_over_those_with_data(home: HomePaths) -> None:
     for _ in range(3):
         emit("task.failed")
     for outcome in ("succeeded", "succeeded", "rolled_back", "failed"):
-        emit("remediation.finished", payload={"outcome": outcome})
+        emit("remediation.finished", payload={"outcome": outcome}, source="aios.reactor")
+    for _ in range(5):  # claimed from outside: not AIOS's remediations
+        emit("remediation.finished", payload={"outcome": "succeeded"}, source="agent-x")
     for minute in range(30):  # a heartbeat every minute but five of the last thirty
         if minute not in (3, 7, 11, 12, 20):
             emit("system.heartbeat", minutes_ago=minute + 0.5)
@@ -69,6 +71,16 @@ def test_components_are_weighted_over_those_with_data(home: HomePaths) -> None:
     assert uptime.value == pytest.approx(25 / uptime.counts["minutes_expected"], rel=0.01)
     expected = (0.4 * 0.7 + 0.3 * 0.5 + 0.2 * uptime.value) / 0.9
     assert result.value == pytest.approx(expected)
+
+
+def test_learning_counts_the_lessons_aios_recorded_only(home: HomePaths) -> None:
+    for kind in ("lesson.created", "lesson.created", "lesson.verified"):
+        emit(kind, payload={"lesson_id": "l1", "to": "verified"}, source="aios.lessons")
+    for kind in ("lesson.hardened", "lesson.hardened", "lesson.verified"):  # from outside
+        emit(kind, payload={"lesson_id": "l2", "to": "hardened"}, source="agent-x")
+    learning = score(home).component("learning")
+    assert learning is not None and learning.value == pytest.approx(0.5)
+    assert learning.counts == {"lessons_created": 2, "lessons_promoted": 1}
 
 
 def test_nothing_at_all_is_no_score(home: HomePaths) -> None:
@@ -111,7 +123,7 @@ def test_the_ops_preset(home: HomePaths) -> None:
 
 def test_weights_can_be_changed(home: HomePaths) -> None:
     emit("task.completed")
-    emit("remediation.finished", payload={"outcome": "rolled_back"})
+    emit("remediation.finished", payload={"outcome": "rolled_back"}, source="aios.reactor")
     default = score(home)
     tilted = score(home, weights={"task_success_rate": 0.1, "correction_rate": 0.9})
     assert default.value == pytest.approx(0.4 / 0.7)

@@ -51,7 +51,7 @@ def suggestions(
                     AND p.labels->>'playbook' = e.labels->>'playbook' AND p.seq > e.seq))
            OR (type = 'score.weights_suggested' AND source = ? AND NOT EXISTS (
                   SELECT 1 FROM events a WHERE a.type = 'score.weights_accepted'
-                    AND a.source LIKE 'aios%' AND a.seq > e.seq)
+                    AND a.source = 'aios.score' AND a.seq > e.seq)
                AND seq = (SELECT max(seq) FROM events
                           WHERE type = 'score.weights_suggested' AND source = ?))
            OR (type = 'evolution.proposed' AND source = ? AND NOT EXISTS (

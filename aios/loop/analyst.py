@@ -147,10 +147,10 @@ def _totals(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) ->
                count(*) FILTER (WHERE priority = 'P2'), count(*) FILTER (WHERE priority = 'P3'),
                count(*) FILTER (WHERE type = 'task.completed' AND {AGENT_OF} NOT LIKE 'aios.%'),
                count(*) FILTER (WHERE type = 'task.failed' AND {AGENT_OF} NOT LIKE 'aios.%'),
-               count(*) FILTER (WHERE type = 'remediation.finished'),
-               count(*) FILTER (WHERE type = 'remediation.finished'
+               count(*) FILTER (WHERE type = 'remediation.finished' AND source = 'aios.reactor'),
+               count(*) FILTER (WHERE type = 'remediation.finished' AND source = 'aios.reactor'
                                 AND payload->>'outcome' = 'succeeded'),
-               count(*) FILTER (WHERE type = 'approval.requested')
+               count(*) FILTER (WHERE type = 'approval.requested' AND source = 'aios.reactor')
         FROM events WHERE time >= ? AND time < ?
         """,
         [since, until],

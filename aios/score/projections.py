@@ -18,6 +18,10 @@ LATENCY_BASE = 1.25  # latency histogram bins grow by a quarter: p95 within abou
 # AIOS's own agents (aios.monitor, ...) are tracked like any other, but the score is about the
 # operator's workloads: their tasks are not counted in it.
 _THEIRS = "coalesce(labels->>'agent', source) NOT LIKE 'aios.%'"
+# Remediations and lessons count only as AIOS recorded them: an event from outside claiming a
+# remediation succeeded or a lesson was verified does not move the score.
+_REACTOR = "source = 'aios.reactor'"
+_LESSONS = "source = 'aios.lessons'"
 _COUNTS = f"""
     count(*) FILTER (WHERE type = 'task.completed' AND {_THEIRS}) AS tasks_completed,
     count(*) FILTER (WHERE type = 'task.failed' AND {_THEIRS}) AS tasks_failed,
@@ -25,8 +29,8 @@ _COUNTS = f"""
                      AND {_THEIRS}) AS tools_completed,
     count(*) FILTER (WHERE type = 'task.failed' AND labels->>'tool' IS NOT NULL
                      AND {_THEIRS}) AS tools_failed,
-    count(*) FILTER (WHERE type = 'remediation.finished') AS remediations_finished,
-    count(*) FILTER (WHERE type = 'remediation.finished'
+    count(*) FILTER (WHERE type = 'remediation.finished' AND {_REACTOR}) AS remediations_finished,
+    count(*) FILTER (WHERE type = 'remediation.finished' AND {_REACTOR}
                      AND payload->>'outcome' = 'succeeded') AS remediations_succeeded,
     count(*) FILTER (WHERE type = 'system.heartbeat') AS heartbeats,
     count(*) AS events_total,
@@ -37,8 +41,9 @@ _COUNTS = f"""
         coalesce(TRY_CAST(payload->>'memory' AS DOUBLE), 0),
         coalesce(TRY_CAST(payload->>'disk_max' AS DOUBLE), 0)) / 100)
         FILTER (WHERE type = 'host.metrics'), 0) AS headroom_sum,
-    count(*) FILTER (WHERE type = 'lesson.created') AS lessons_created,
-    count(*) FILTER (WHERE type IN ('lesson.verified', 'lesson.hardened')) AS lessons_promoted
+    count(*) FILTER (WHERE type = 'lesson.created' AND {_LESSONS}) AS lessons_created,
+    count(*) FILTER (WHERE type IN ('lesson.verified', 'lesson.hardened')
+                     AND {_LESSONS}) AS lessons_promoted
 """
 COLUMNS = (
     "tasks_completed",
