@@ -6,8 +6,10 @@ Derived from the whole log, per playbook, in order:
   failed) demote it: from then on it asks a person, whatever its risk;
 - ``promote_after`` (5) remediations in a row that a person approved and that then verified
   propose a promotion (``autonomy.promotion_proposed``), which a person confirms with
-  ``aios playbooks promote ID`` (``autonomy.promoted``, sealed like an approval; with
-  approvers configured, one allowed the playbook's risk, with their code). A promoted
+  ``aios playbooks promote ID`` (``autonomy.promoted``, sealed like an approval with the
+  playbook's digest, so editing the playbook afterwards makes it stale and asks for a new
+  confirmation; with approvers configured, one allowed the playbook's risk, with their
+  code). A promoted
   playbook whose effective risk is medium runs without asking (with ``auto_execute``, and
   unless the risk policy asks for everything); high risk always asks. A promotion lifts a
   demotion; a demotion takes a promotion away. A denial, or a failure, starts the count again.
@@ -18,6 +20,7 @@ for people to see; the decision itself is derived, so it holds across processes 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -60,6 +63,9 @@ class Autonomy:
     proposal_due: bool = False  # a promotion is earned and nobody has been told yet
     demotion_due: bool = False  # a demotion happened and nobody has been told yet
     earned: bool = False  # approved_in_a_row reached promote_after (and not promoted)
+    # Promoted for another version of the playbook (edited since): not promoted, and a person
+    # may confirm the promotion again for this version.
+    stale_promotion: bool = False
 
     def level(self, playbook: Playbook, approve_from: str) -> str:
         if self.demoted:
@@ -117,6 +123,7 @@ def autonomy_of(
         [list(wanted), SOURCE],
     ).fetchall()
     approved: set[str] = set()
+    digests = {pid: playbook_digest(playbook) for pid, playbook in wanted.items()}
     for kind, _source, raw in rows:
         payload = orjson.loads(raw)
         state = found[str(payload["playbook"])]
@@ -152,10 +159,16 @@ def autonomy_of(
                     state.demoted = state.demotion_due = True
                     state.promoted = False
         elif kind == PROMOTED:
-            if sealed(paths, "promoted", _seal_fields(payload)):
-                state.promoted, state.demoted, state.earned = True, False, False
-                state.failures_in_a_row = state.approved_in_a_row = 0
-                state.proposal_due = state.demotion_due = False
+            if not sealed(paths, "promoted", _seal_fields(payload)):
+                continue
+            state.demoted = state.demotion_due = False
+            state.failures_in_a_row = state.approved_in_a_row = 0
+            if payload.get("digest") == digests[state.playbook]:
+                state.promoted, state.earned, state.proposal_due = True, False, False
+                state.stale_promotion = False
+            else:  # confirmed for another version: that person did not see this one
+                state.promoted = False
+                state.earned = state.proposal_due = state.stale_promotion = True
         elif kind == PROPOSED:
             state.proposal_due = False
         elif kind == DEMOTED:
@@ -203,9 +216,13 @@ def announce(
                     "labels": {"playbook": state.playbook},
                     "payload": {
                         **record,
-                        "reason": f"{state.approved_in_a_row} approved and verified runs in a "
-                        f"row (promote_after {policy.promote_after}): confirm with aios "
-                        f"playbooks promote {state.playbook}",
+                        "reason": (
+                            "edited since a person confirmed its promotion"
+                            if state.stale_promotion
+                            else f"{state.approved_in_a_row} approved and verified runs in a "
+                            f"row (promote_after {policy.promote_after})"
+                        )
+                        + f": confirm with aios playbooks promote {state.playbook}",
                     },
                 }
             )
@@ -214,25 +231,41 @@ def announce(
     return events
 
 
+def playbook_digest(playbook: Playbook) -> str:
+    """What a promotion is for: the playbook's trigger, actions, risk (as declared and as
+    effective), approval and verify settings and limits. Its description, tags and whether it
+    is enabled do not count; any other edit makes a promotion stale."""
+    document = {
+        "playbook": playbook.model_dump(mode="json", exclude={"description", "tags", "enabled"}),
+        "effective_risk": playbook.effective_risk().value,
+    }
+    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
 def promote(
     bus: EventBus,
     paths: HomePaths,
-    playbook: str,
+    playbook: Playbook,
     approver: str,
     reason: str,
     *,
     verified: bool = False,
 ) -> None:
-    """A person confirms a promotion: ``autonomy.promoted``, sealed. ``verified`` says an
-    approver's code proved who (``aios.approvers``); otherwise the name is as given."""
+    """A person confirms a promotion of ``playbook`` as it is now: ``autonomy.promoted``,
+    sealed with its digest, so an edit afterwards makes the promotion stale. ``verified`` says
+    an approver's code proved who (``aios.approvers``); otherwise the name is as given."""
+    digest = playbook_digest(playbook)
+    rid = f"autonomy:{playbook.id}"
     payload: dict[str, Any] = {
-        "playbook": playbook,
+        "playbook": playbook.id,
         "approver": approver,
         "reason": reason,
         "verified": verified,
+        "risk": playbook.effective_risk().value,
+        "digest": digest,
+        "seal": seal(paths, rid, "promoted", approver, digest),
     }
-    payload["seal"] = seal(paths, f"autonomy:{playbook}", "promoted", approver)
-    bus.emit(PROMOTED, payload, source=SOURCE, labels={"playbook": playbook})
+    bus.emit(PROMOTED, payload, source=SOURCE, labels={"playbook": playbook.id})
 
 
 def review(

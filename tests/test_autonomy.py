@@ -220,6 +220,28 @@ def test_with_approvers_a_promotion_takes_one_allowed_the_risk_and_their_code(
     assert run(home, root, pb, config_file, answer=False).status == "succeeded"  # not asked
 
 
+def test_a_promotion_holds_for_the_playbook_a_person_confirmed_not_an_edited_one(
+    home: HomePaths, root: Path, config_file: Path, tmp_path: Path
+) -> None:
+    pb = playbook(config_file, risk="medium")
+    env = cli_env(pb, root, tmp_path)
+    for _ in range(3):
+        assert run(home, root, pb, config_file).status == "succeeded"
+    confirmed = run_aios("playbooks", "promote", "retune", "--approver", "bob", home=home, env=env)
+    assert confirmed.returncode == 0, confirmed.stderr
+    data = pb.model_dump(mode="json", exclude_none=True)
+    reworded = Playbook.model_validate({**data, "description": "said another way"})
+    assert autonomy(home, reworded).promoted  # words are not what was confirmed
+    edited = Playbook.model_validate({**data, "limits": {**LIMITS, "max_runs": 49}})
+    state = autonomy(home, edited)
+    assert not state.promoted and state.stale_promotion and state.earned
+    _, recorded = review(aios.bus(), home, [edited], POLICY)
+    assert "edited since a person confirmed its promotion" in recorded[0]["payload"]["reason"]
+    asked = run(home, root, edited, config_file, answer=False)
+    assert asked.status == "skipped" and "denied" in asked.reason  # a person was asked again
+    assert autonomy(home, pb).promoted  # the version confirmed is still promoted
+
+
 @pytest.mark.parametrize("forgery", ["no seal", "wrong seal"])
 def test_a_forged_promotion_does_not_count(
     home: HomePaths, root: Path, config_file: Path, forgery: str

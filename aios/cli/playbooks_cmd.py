@@ -121,7 +121,13 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
                     + ("" if r["risk"] == r["effective_risk"] else f" (declared {r['risk']})"),
                     ("ask" if r["needs_approval"] else "auto")
                     + ("" if r["autonomy"] in ("asks", "auto") else f" ({r['autonomy']})")
-                    + (", promotion earned" if r["promotion_earned"] else ""),
+                    + (
+                        ", promoted for an earlier version: confirm again"
+                        if r["record"]["stale_promotion"]
+                        else ", promotion earned"
+                        if r["promotion_earned"]
+                        else ""
+                    ),
                     f"{r['record']['verified']} ok, {r['record']['failed']} failed, "
                     f"{r['record']['approved_in_a_row']}/{policy.promote_after} approved in a row",
                     r["verify"] or "none (unverified)",
@@ -184,7 +190,7 @@ def promote(
     verified = _promotion_approver(paths, bus, playbook.id, risk, approver, code)
     who = verified or approver or f"{getpass.getuser()}@{socket.gethostname()}"
     record_promotion(
-        bus, paths, playbook.id, who, reason or "confirmed at the terminal", verified=bool(verified)
+        bus, paths, playbook, who, reason or "confirmed at the terminal", verified=bool(verified)
     )
     console.print(f"{playbook.id} promoted by {escape(who)}: it runs without asking a person")
 
