@@ -64,3 +64,32 @@ def test_a_short_token_is_refused_and_the_default_is_the_home_file(home: HomePat
     token, source = resolve_token(home, load_config(home))
     assert source == str(token_path(home)) and token_path(home).read_text().strip() == token
     assert token_path(home).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_token_file_others_could_read_is_replaced_not_trusted(home: HomePaths) -> None:
+    token, _ = resolve_token(home, load_config(home))
+    os.chmod(token_path(home), 0o644)  # someone may have read it meanwhile
+    new, source = resolve_token(home, load_config(home))
+    assert new != token and "a new token" in source
+    assert token_path(home).stat().st_mode & 0o777 == 0o600
+    client = TestClient(create_app(aios.bus(), new))
+    event = {"type": "task.failed", "labels": {"agent": "w"}}
+    old = client.post("/events", json=event, headers={"Authorization": f"Bearer {token}"})
+    assert old.status_code == 401
+    assert resolve_token(home, load_config(home)) == (new, str(token_path(home)))  # kept now
+
+
+def test_more_events_than_one_request_may_carry_is_a_413_and_nothing_is_written(
+    home: HomePaths,
+) -> None:
+    from aios.observe.http_ingest import MAX_EVENTS_PER_REQUEST
+
+    client = TestClient(create_app(aios.bus(), TOKEN))
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    before = len(list(aios.bus().log.events()))
+    many = [{"type": "agent.note"}] * (MAX_EVENTS_PER_REQUEST + 1)
+    refused = client.post("/events", json=many, headers=auth)
+    assert refused.status_code == 413 and f"at most {MAX_EVENTS_PER_REQUEST}" in refused.text
+    assert len(list(aios.bus().log.events())) == before
+    taken = client.post("/events", json={"events": many[:-1]}, headers=auth)
+    assert taken.status_code == 201 and taken.json()["accepted"] == MAX_EVENTS_PER_REQUEST

@@ -4,13 +4,15 @@ Every request needs ``Authorization: Bearer <token>`` (compared in constant time
 logged). The body is one event object, a list of them, or ``{"events": [...]}``; every event
 is validated before any is written, and a batch is appended as one group commit. ``201``
 comes back only once the events are on disk (fsync'd), so nothing accepted is lost. Errors are
-4xx with a reason: 400 not JSON, 401 no or wrong token, 413 too large, 422 invalid (naming the
-item and field). The OpenAPI schema is at ``/openapi.json``.
+4xx with a reason: 400 not JSON, 401 no or wrong token, 413 too large (the body, or more than
+1000 events), 422 invalid (naming the item and field). The OpenAPI schema is at ``/openapi.json``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,9 @@ class Problem(BaseModel):
 
 
 MIN_TOKEN_LENGTH = 16
+# More events than this in one request: 413. A 5 MiB body of tiny events would otherwise be
+# hundreds of thousands of objects held at once (about 250 times the body's size).
+MAX_EVENTS_PER_REQUEST = 1000
 
 
 def token_path(paths: HomePaths) -> Path:
@@ -80,22 +85,36 @@ def resolve_token(paths: HomePaths, config: Any) -> tuple[str, str]:
         require_private(paths.config, "[ingest] token", "the endpoint does not start")
         token, source = settings.token.strip(), "[ingest] token"
     else:
-        return ensure_token(paths), str(token_path(paths))
+        path = token_path(paths)
+        replaced = path.exists() and exposed(path)
+        where = str(path)
+        if replaced:
+            where += " (a new token: the old one could be read by others; give clients this one)"
+        return ensure_token(paths), where
     if len(token) < MIN_TOKEN_LENGTH:
         raise InputError(f"{source}: the token must have at least {MIN_TOKEN_LENGTH} characters")
     return token, source
 
 
+def exposed(path: Path) -> bool:
+    """Whether a secret's file is readable or writable by group or others, or owned by
+    another user."""
+    info = path.stat()
+    return bool(info.st_mode & 0o077) or info.st_uid != os.getuid()
+
+
 def ensure_token(paths: HomePaths) -> str:
-    """The token in ``$AIOS_HOME/ingest.token``, created (owner-only) if missing."""
+    """The token in ``$AIOS_HOME/ingest.token``, created (owner-only) if missing.
+
+    A token file that others could read (or that another user owns) may be known to them
+    already: it is replaced by a new one, and clients must be given the new token.
+    """
     path = token_path(paths)
     if path.exists():
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o600)  # a token readable by others is tightened, not trusted as is
         token = path.read_text(encoding="utf-8").strip()
-        if len(token) >= MIN_TOKEN_LENGTH:
+        if len(token) >= MIN_TOKEN_LENGTH and not exposed(path):
             return token
-    paths.root.mkdir(parents=True, exist_ok=True)  # missing, empty or too short: a new one
+    paths.root.mkdir(parents=True, exist_ok=True)  # missing, exposed or too short: a new one
     token = secrets.token_urlsafe(32)
     from aios.atomic import write_atomic
 
@@ -148,7 +167,12 @@ _EVENT_SCHEMA: dict[str, Any] = {
         "causation_id": {"type": ["string", "null"]},
     },
 }
-_EVENTS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": _EVENT_SCHEMA}
+_EVENTS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": MAX_EVENTS_PER_REQUEST,
+    "items": _EVENT_SCHEMA,
+}
 _BODY_SCHEMA: dict[str, Any] = {
     "oneOf": [
         _EVENT_SCHEMA,
@@ -177,6 +201,44 @@ def _unwritable(events: list[Event]) -> str:
     return "the events could not be written"
 
 
+def _events_of(body: bytes) -> list[Event] | JSONResponse:
+    """The events a request body holds, validated; or the 4xx that says what is wrong."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _problem(400, f"the body is not JSON: {exc}")
+    if isinstance(data, dict) and "events" in data and set(data) == {"events"}:
+        data = data["events"]
+        if not isinstance(data, list):  # {"events": {...}} is not one event
+            return _problem(422, "events: must be a list of events")
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        return _problem(422, "no events in the body")
+    if len(items) > MAX_EVENTS_PER_REQUEST:
+        return _problem(
+            413, f"{len(items)} events in one request: at most {MAX_EVENTS_PER_REQUEST}"
+        )
+    events: list[Event] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            return _problem(422, f"[{index}]: an event must be a JSON object")
+        if "id" in item:
+            return _problem(422, f"[{index}].id: ids are assigned by AIOS")
+        if "time" in item and not isinstance(item["time"], str):
+            # The model would read a number as Unix seconds, or as milliseconds when it is
+            # large: a guess the schema (RFC 3339) never offered.
+            return _problem(422, f"[{index}].time: must be an RFC 3339 string")
+        try:
+            event = coerce_event(item)
+            check_outside_source(event.source)
+            events.append(event)
+        except EventValidationError as exc:
+            return _problem(422, str(exc.within(f"[{index}]")))
+        except RecursionError:
+            return _problem(422, f"[{index}]: nested too deeply")
+    return events
+
+
 def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) -> FastAPI:
     """The ingest API writing through ``bus`` and accepting ``token`` only.
 
@@ -190,6 +252,7 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
         description="Append events to the AIOS log. Authorization: Bearer <token>.",
     )
     expected = token.strip().encode()
+    validating = asyncio.Semaphore(1)
     # Declares the scheme in the OpenAPI schema only: it never refuses (auto_error off), and
     # the handler checks the token itself, in constant time.
     bearer = HTTPBearer(auto_error=False, description="The token in $AIOS_HOME/ingest.token.")
@@ -224,40 +287,18 @@ def create_app(bus: EventBus, token: str, *, max_body_bytes: int = 5 * 2**20) ->
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
             return _problem(413, f"the body is larger than {max_body_bytes} bytes")
-        body = b""
+        received = bytearray()
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_body_bytes:
+            received += chunk
+            if len(received) > max_body_bytes:
                 return _problem(413, f"the body is larger than {max_body_bytes} bytes")
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return _problem(400, f"the body is not JSON: {exc}")
-        if isinstance(data, dict) and "events" in data and set(data) == {"events"}:
-            data = data["events"]
-            if not isinstance(data, list):  # {"events": {...}} is not one event
-                return _problem(422, "events: must be a list of events")
-        items = data if isinstance(data, list) else [data]
-        if not items:
-            return _problem(422, "no events in the body")
-        events: list[Event] = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict):
-                return _problem(422, f"[{index}]: an event must be a JSON object")
-            if "id" in item:
-                return _problem(422, f"[{index}].id: ids are assigned by AIOS")
-            if "time" in item and not isinstance(item["time"], str):
-                # The model would read a number as Unix seconds, or as milliseconds when it is
-                # large: a guess the schema (RFC 3339) never offered.
-                return _problem(422, f"[{index}].time: must be an RFC 3339 string")
-            try:
-                event = coerce_event(item)
-                check_outside_source(event.source)
-                events.append(event)
-            except EventValidationError as exc:
-                return _problem(422, str(exc.within(f"[{index}]")))
-            except RecursionError:
-                return _problem(422, f"[{index}]: nested too deeply")
+        # Parsing and validating thousands of events takes a while: not on the event loop,
+        # and one request at a time, so a few large bodies cannot hold many batches in memory.
+        async with validating:
+            checked = await run_in_threadpool(_events_of, bytes(received))
+        if isinstance(checked, JSONResponse):
+            return checked
+        events = checked
         try:
             written = await run_in_threadpool(bus.publish, events)
         except EventValidationError:  # over the log's size per event: nothing was written
