@@ -7,13 +7,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from aios.home import make_private_dir
+
 
 def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
 
     The file keeps its permissions (or gets ``mode``); the directory is fsync'd after the rename.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     if mode is None:
         try:
             mode = path.stat().st_mode & 0o7777

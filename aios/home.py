@@ -7,6 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents, each its owner's alone (0700): the event log,
+    the store and the secrets under the home are not for other users. Directories that exist
+    already are left as they are."""
+    missing = []
+    while not path.is_dir() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
 def home_dir() -> Path:
     """The AIOS home directory from ``AIOS_HOME``, else ``~/.aios``; not created here."""
     value = os.environ.get("AIOS_HOME", "").strip()

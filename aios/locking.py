@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from aios.home import make_private_dir
+
 
 class FileLock:
     """Exclusive lock on ``path`` shared by every process that opens the same path.
@@ -39,7 +41,7 @@ class FileLock:
         self._thread_lock.acquire()
         if self._depth == 0:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(self.path.parent)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX)
@@ -58,7 +60,7 @@ class FileLock:
             return False
         if self._depth == 0:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                make_private_dir(self.path.parent)
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except BaseException:
                 self._thread_lock.release()

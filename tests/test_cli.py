@@ -169,6 +169,12 @@ def test_init_creates_a_missing_home_directory(home: HomePaths, tmp_path: Path) 
     assert_exit(result, 0)
     assert (root / "config.toml").is_file()
     assert (root / "events").is_dir()
+    for made in (root, root / "events"):  # other users cannot read the log
+        assert made.stat().st_mode & 0o777 == 0o700, made
+    emitted = tmp_path / "first-by-emit"
+    assert_exit(run_aios("emit", "a.b", home=home, env={"AIOS_HOME": str(emitted)}), 0)
+    assert emitted.stat().st_mode & 0o777 == 0o700
+    assert (emitted / "events").stat().st_mode & 0o777 == 0o700
 
 
 @pytest.mark.parametrize(

@@ -79,11 +79,10 @@ def main(
 def init() -> None:
     """Create $AIOS_HOME with a commented config.toml (keeps an existing one)."""
     from aios.config import config_template, load_config
-    from aios.home import HomePaths
+    from aios.home import HomePaths, make_private_dir
 
     paths = HomePaths.current()
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.events.mkdir(exist_ok=True)
+    make_private_dir(paths.events)
     if paths.config.exists():
         load_config(paths)  # a broken existing file is reported, never overwritten
         console.print(f"kept existing {escape(str(paths.config))}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aios.errors import LogError
 from aios.event import Event, Severity
+from aios.home import make_private_dir
 from aios.locking import file_lock
 from aios.log.head import Head, head_path, read_head, write_head
 from aios.log.line_format import (
@@ -97,7 +98,7 @@ class EventLogWriter:
     # --------------------------------------------------------------- internals
     def _prepare(self) -> _Tail:
         """The tail to append to, after repairs, truncation checks and rotation."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         segments = list_segments(self.directory)
         tail = self._tail
         if tail is not None:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import duckdb
 
 from aios.errors import StoreError
-from aios.home import HomePaths
+from aios.home import HomePaths, make_private_dir
 from aios.locking import file_lock
 from aios.store.sync import SyncReport, sync
 
@@ -46,7 +46,7 @@ def open_store(
         yield held[key]
         return
     with file_lock(paths.duckdb_lock):
-        paths.root.mkdir(parents=True, exist_ok=True)
+        make_private_dir(paths.root)
         try:
             con = duckdb.connect(key)
         except duckdb.Error as exc:
