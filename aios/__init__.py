@@ -74,16 +74,18 @@ def emit_many(items: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
 
     Like ``emit``, refuses (writing none of them) events whose source starts with ``aios.``.
     """
+    from aios.bus import coerce_event
     from aios.errors import EventValidationError
     from aios.event import check_outside_source
 
-    batch = list(items)
-    for index, item in enumerate(batch):
-        source = item.source if isinstance(item, Event) else item.get("source", "app")
-        try:
-            check_outside_source(str(source))
+    batch: list[Event] = []
+    for index, item in enumerate(items):
+        try:  # the source checked is the one the event will carry
+            event = coerce_event(item if isinstance(item, Event) else {"source": "app", **item})
+            check_outside_source(event.source)
         except EventValidationError as exc:
             raise exc.within(f"[{index}]") from None
+        batch.append(event)
     return bus().emit_many(batch)
 
 

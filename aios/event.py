@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -74,10 +75,21 @@ PRIORITY_OF: dict[Severity, Priority] = {
 RESERVED_SOURCE_PREFIX = "aios."
 
 
+def _plain(text: str) -> str:
+    """``text`` as it reads: compatibility forms folded (fullwidth letters), invisible format
+    characters and whitespace removed, case folded."""
+    folded = unicodedata.normalize("NFKC", text)
+    return "".join(
+        c for c in folded if not c.isspace() and unicodedata.category(c) != "Cf"
+    ).casefold()
+
+
 def check_outside_source(source: str) -> None:
-    """Raise EventValidationError if an event from outside claims an AIOS component's source."""
-    normal = source.strip().casefold()
-    if normal.startswith(RESERVED_SOURCE_PREFIX) or normal == "aios":
+    """Raise EventValidationError if an event from outside claims an AIOS component's source:
+    ``aios`` alone or followed by anything but a letter or digit (``aios.reactor``, and its
+    look-alikes ``aios-reactor``, ``ａｉｏｓ.reactor``, ``aios\u200b.reactor``)."""
+    normal = _plain(source)
+    if normal == "aios" or (normal.startswith("aios") and not normal[4].isalnum()):
         raise EventValidationError(
             f"{source!r}: sources starting with {RESERVED_SOURCE_PREFIX!r} belong to AIOS",
             field="source",

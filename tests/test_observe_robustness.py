@@ -131,12 +131,14 @@ def test_an_anomaly_clears_when_the_agent_goes_quiet() -> None:
     assert [(e["type"], e["labels"]["agent"]) for e in events] == [("anomaly.cleared", "w")]
 
 
-def test_outside_sources_are_checked_case_and_space_blind(home: HomePaths) -> None:
+def test_outside_sources_are_checked_case_space_and_look_alike_blind(home: HomePaths) -> None:
     from aios.errors import EventValidationError
     from aios.event import check_outside_source
 
-    for source in (" aios.reactor", "AIOS.score", "aios"):
+    look_alikes = ("aios-reactor", "\uff41\uff49\uff4f\uff53.reactor", "\u200baios.reactor")
+    for source in (" aios.reactor", "AIOS.score", "aios", "aios\xa0.reactor", *look_alikes):
         with pytest.raises(EventValidationError):
             check_outside_source(source)
     check_outside_source("aiosomething")
+    check_outside_source("my-aios.reactor")
     assert EventLog(home.events).verify().ok

@@ -310,6 +310,15 @@ def test_the_public_emit_refuses_aios_sources(home: HomePaths) -> None:
         aios.emit("approval.granted", {"remediation_id": "x"}, source="aios.reactor")
     with pytest.raises(EventValidationError, match=r"\[1\]"):
         aios.emit_many([{"type": "a.b"}, {"type": "a.b", "source": "aios.reactor"}])
+
+    class Lying(dict):  # type: ignore[type-arg]
+        """A mapping whose get() says one source while its items carry another."""
+
+        def get(self, key: str, default: object = None) -> object:
+            return "app" if key == "source" else super().get(key, default)
+
+    with pytest.raises(EventValidationError, match="belong to AIOS"):
+        aios.emit_many([Lying(type="action.completed", source="aios.reactor")])
     assert list(aios.bus().log.events()) == []
 
 

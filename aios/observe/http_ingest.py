@@ -141,7 +141,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
             "pattern": SOURCE_PATTERN.pattern,
             "maxLength": MAX_SOURCE_LENGTH,
             # check_outside_source, for the ASCII spellings JSON Schema can match
-            "not": {"pattern": r"^\s*[Aa][Ii][Oo][Ss](\.|\s*$)"},
+            "not": {"pattern": r"^\s*[Aa][Ii][Oo][Ss]([^A-Za-z0-9]|$)"},
             "description": "Who sent it: one line; 'aios' and 'aios.*' belong to AIOS.",
         },
         "severity": {"enum": [severity.value for severity in Severity]},
