@@ -80,7 +80,9 @@ class Subject:
 @dataclass(frozen=True)
 class Verdict:
     """Whether an answer counts. ``refusal`` is a stable word for why not (``reason`` says it
-    for people); ``step`` is the time step of a valid code, spent whatever the verdict."""
+    for people); ``step`` is the time step of a valid code, spent whatever the verdict;
+    ``wrong_code`` says a wrong code came with it, counted toward the lockout whatever refusal
+    is shown."""
 
     allowed: bool
     approver: str
@@ -88,6 +90,7 @@ class Verdict:
     refusal: str = ""
     verified: bool = False
     step: int | None = None
+    wrong_code: bool = False
 
 
 def risk_rank(risk: str) -> int:
@@ -184,7 +187,9 @@ def check_answer(
     if len(digits) == DIGITS and digits.isascii() and digits.isdigit():
         step = matching_step(entry.totp_secret.get_secret_value(), digits, at)
     if step is None:
-        return Verdict(False, name, f"wrong or expired code for {name}", "code_wrong")
+        return Verdict(
+            False, name, f"wrong or expired code for {name}", "code_wrong", wrong_code=True
+        )
     spent = (last_spent or {}).get(name)
     if spent is not None and step <= spent:
         return Verdict(
@@ -248,7 +253,8 @@ class ApprovalGuard:
 
     def spent(self, names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
         """Each approver's latest spent time step, and how many wrong codes each gave within
-        the last ``WRONG_CODE_WINDOW``."""
+        the last ``WRONG_CODE_WINDOW`` (refused as ``code_wrong``, or marked ``code_wrong``
+        where another refusal was shown: about another remediation, late, ...)."""
         if not names:
             return {}, {}
         from aios.store import open_store
@@ -260,8 +266,10 @@ class ApprovalGuard:
                 f"""
                 SELECT payload->>'approver',
                        max(TRY_CAST(payload->>'code_step' AS BIGINT)),
-                       count(*) FILTER (WHERE type = 'approval.refused'
-                                        AND payload->>'refusal' = 'code_wrong' AND time >= ?)
+                       count(*) FILTER (WHERE time >= ? AND (
+                                            (type = 'approval.refused'
+                                             AND payload->>'refusal' = 'code_wrong')
+                                            OR payload->>'code_wrong' = 'true'))
                 FROM events
                 WHERE type IN ({kinds}) AND source IN (?, 'aios.reactor') AND time >= ?
                   AND payload->>'approver' IN (SELECT unnest(?::VARCHAR[]))
@@ -275,8 +283,9 @@ class ApprovalGuard:
 
     def check(self, risk: str, answer: Answer, problem: tuple[str, str] | None = None) -> Verdict:
         """The verdict on ``answer`` for a remediation of ``risk``; ``problem`` (refusal, reason)
-        refuses it whatever else holds, its code still spent when valid. Records nothing:
-        hold ``self.lock`` until what it decided is recorded (``judge`` does)."""
+        refuses it whatever else holds, its code still spent when valid and counted toward the
+        lockout when wrong. Records nothing: hold ``self.lock`` until what it decided is
+        recorded (``judge`` does)."""
         name = answer.approver.strip()
         try:
             approvers = dict(load_config(self.paths).approvals.approvers)
@@ -332,6 +341,8 @@ class ApprovalGuard:
             payload["flow_run_id"] = subject.flow_run_id
         if verdict.step is not None:
             payload["code_step"] = verdict.step
+        if verdict.wrong_code:
+            payload["code_wrong"] = True
         if not verdict.allowed:
             payload.update(reason=verdict.reason, refusal=verdict.refusal)
         self.emit(

@@ -3,17 +3,28 @@
 Saved under the name ``aios`` (Blocks > AIOS Settings > aios), its fields override config.toml
 and the AIOS_* variables for every AIOS flow run; a field left empty keeps what config.toml
 says. Without a saved block, config.toml and the environment apply.
+
+Anyone who can reach the Prefect API can save this block, so it may only tighten what guards
+the machine, never loosen it: ``approve_from`` only toward asking more (low), ``allowed_roots``
+only some of the configured roots, ``agent_patterns`` only some of the configured patterns,
+``approval_timeout`` no shorter than a minute. A block that asks for more fails every flow run
+that reads it (and ``aios up``) with a ConfigError naming the field and why, rather than being
+applied in part: what runs is then never other than what the operator saved.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, ValidationError
 
 from aios.config import AIOSConfig, load_config
+from aios.durations import format_duration
 from aios.errors import ConfigError
 from aios.home import HomePaths
 
@@ -60,18 +71,22 @@ class AIOSSettings(Block):
     approve_from: Literal["medium", "low"] | None = Field(
         default=None,
         description="Risk policy: remediations at or above this risk wait for a person "
-        "(medium: medium and high; low: every remediation).",
+        "(medium: medium and high; low: every remediation). Only as strict as config.toml's "
+        "or stricter.",
     )
     allowed_roots: list[str] | None = Field(
         default=None,
         description="The only directories config.update and files.cleanup may touch "
-        "(absolute paths).",
+        "(absolute paths): some of config.toml's [reactor] allowed_roots, never others.",
     )
     agent_patterns: list[str] | None = Field(
-        default=None, description="Name or command-line globs of the managed agent processes."
+        default=None,
+        description="Name or command-line globs of the managed agent processes: some of "
+        "config.toml's [agents] patterns, never others.",
     )
     approval_timeout: str | None = Field(
-        default=None, description='An unanswered approval is denied after this, e.g. "30m".'
+        default=None,
+        description='An unanswered approval is denied after this, e.g. "30m" (at least 1m).',
     )
     notify_blocks: list[str] | None = Field(
         default=None,
@@ -81,7 +96,8 @@ class AIOSSettings(Block):
 
     def apply(self, config: AIOSConfig) -> AIOSConfig:
         """``config`` with this block's non-empty fields in place; raises ConfigError naming
-        the field when a value is invalid."""
+        the field when a value is invalid or would loosen a security setting of ``config``."""
+        self._refuse_loosening(config)
         changes: dict[str, dict[str, Any]] = {}
 
         def put(section: str, key: str, value: Any) -> None:
@@ -92,7 +108,7 @@ class AIOSSettings(Block):
         put("score", "preset", self.score_preset)
         put("score", "weights", self.score_weights)
         put("reactor", "approve_from", self.approve_from)
-        put("reactor", "allowed_roots", self.allowed_roots)
+        put("reactor", "allowed_roots", self._kept_roots(config))
         put("agents", "patterns", self.agent_patterns)
         put("reactor", "approval_timeout", self.approval_timeout)
         put("orchestration", "notify_blocks", self.notify_blocks)
@@ -107,11 +123,77 @@ class AIOSSettings(Block):
                 first = exc.errors()[0]
                 field = ".".join(str(part) for part in first.get("loc", ()))
                 raise ConfigError(
-                    str(first.get("msg", "invalid")),
-                    path=f"Prefect block {self._block_type_slug}/{BLOCK_NAME}",
-                    key=f"{section}.{field}",
+                    str(first.get("msg", "invalid")), path=_WHERE, key=f"{section}.{field}"
                 ) from None
-        return config.model_copy(update=update)
+        applied = config.model_copy(update=update)
+        if (
+            self.approval_timeout is not None
+            and applied.reactor.approval_timeout < MIN_APPROVAL_TIMEOUT
+        ):
+            raise _refused(
+                "approval_timeout",
+                f"{format_duration(applied.reactor.approval_timeout)} is shorter than "
+                f"{format_duration(MIN_APPROVAL_TIMEOUT)}: every approval would be denied before "
+                "anyone could answer it",
+            )
+        return applied
+
+    def _refuse_loosening(self, config: AIOSConfig) -> None:
+        """Raise ConfigError when a security setting of this block asks for more than
+        ``config`` allows."""
+        configured = config.reactor.approve_from
+        if self.approve_from is not None and _ASKS[self.approve_from] < _ASKS[configured]:
+            raise _refused(
+                "approve_from",
+                f"{self.approve_from!r} would let remediations run without a person that the "
+                f"configuration ([reactor] approve_from = {configured!r}) has a person approve; "
+                "the block may only ask more (low)",
+            )
+        if self.agent_patterns is not None:
+            extra = [p for p in self.agent_patterns if p not in config.agents.patterns]
+            if extra:
+                raise _refused(
+                    "agent_patterns",
+                    f"{extra[0]!r} is not one of the configured [agents] patterns "
+                    f"({', '.join(map(repr, config.agents.patterns)) or 'none'}); the block may "
+                    "only keep some of them, so actions on agents reach no other processes",
+                )
+
+    def _kept_roots(self, config: AIOSConfig) -> list[Path] | None:
+        """This block's allowed_roots as the configured roots they are (None when empty).
+
+        Each must be one of ``[reactor] allowed_roots``, compared resolved (symlinks
+        followed); a directory inside a root is refused too: whoever may write in the root may
+        replace it with a symlink to anywhere, and a root is followed where it points.
+        """
+        if self.allowed_roots is None:
+            return None
+        configured = {os.path.realpath(root): root for root in config.reactor.allowed_roots}
+        kept: list[Path] = []
+        for given in self.allowed_roots:
+            if not os.path.isabs(given) or "\0" in given:
+                raise _refused("allowed_roots", f"{given!r} is not an absolute path")
+            root = configured.get(os.path.realpath(given))
+            if root is None:
+                names = ", ".join(str(r) for r in config.reactor.allowed_roots) or "none"
+                raise _refused(
+                    "allowed_roots",
+                    f"{given} is not one of the configured [reactor] allowed_roots ({names}); "
+                    "the block may only keep some of them (add others in config.toml)",
+                )
+            if root not in kept:
+                kept.append(root)
+        return kept
+
+
+_WHERE = f"Prefect block {AIOSSettings.get_block_type_slug()}/{BLOCK_NAME}"
+MIN_APPROVAL_TIMEOUT = timedelta(minutes=1)
+# approve_from values by how much they have a person approve: a block may only go up.
+_ASKS = {"medium": 0, "low": 1}
+
+
+def _refused(field: str, why: str) -> ConfigError:
+    return ConfigError(f"refused: {why}", path=_WHERE, key=field)
 
 
 def saved_settings() -> AIOSSettings | None:

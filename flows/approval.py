@@ -36,9 +36,9 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
 from prefect.logging import get_run_logger
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from aios.approvers import Answer, ApprovalGuard, who_may_approve
+from aios.approvers import MAX_NAME_RECORDED, Answer, ApprovalGuard, Verdict, who_may_approve
 from aios.durations import format_duration
 from aios.errors import ConfigError
 from aios.home import HomePaths
@@ -91,29 +91,48 @@ def announce_waiting(request: ApprovalRequest, flow_run_id: str, timeout_s: floa
     )
 
 
-def announce_late(
-    request: ApprovalRequest, answer: Any, flow_run_id: str, code_step: int | None = None
-) -> None:
-    """``approval.late``: a person answered after the deadline; the answer did not count (its
-    code, when valid, is spent all the same: ``code_step``)."""
-    from aios.runtime import default_bus
+def record_late(
+    guard: ApprovalGuard, request: ApprovalRequest, given: Answer, reason: str, flow_run_id: str
+) -> Verdict:
+    """``approval.late``: a person answered after the deadline; the answer does not count. Its
+    code is checked all the same, under the guard's lock: a valid one is spent (``code_step``),
+    a wrong one counts toward the lockout (``code_wrong``). The name recorded is the one the
+    check went by (stripped), so the spent code is found again under it."""
+    with guard.lock:
+        late = guard.check(request.risk, given, ("late", "after the deadline"))
+        payload: dict[str, Any] = {
+            "remediation_id": request.remediation_id,
+            "playbook": request.playbook,
+            "flow_run_id": flow_run_id,
+            "approver": late.approver[:MAX_NAME_RECORDED],
+            "approve": given.approve,
+            "reason": reason[:2000],
+        }
+        if late.step is not None:
+            payload["code_step"] = late.step
+        if late.wrong_code:
+            payload["code_wrong"] = True
+        guard.emit(
+            "approval.late",
+            payload,
+            source=WAITING_SOURCE,
+            labels={"playbook": request.playbook, "remediation": request.remediation_id},
+        )
+    return late
 
-    payload: dict[str, Any] = {
-        "remediation_id": request.remediation_id,
-        "playbook": request.playbook,
-        "flow_run_id": flow_run_id,
-        "approver": str(answer.approver)[:200],
-        "approve": bool(answer.approve),
-        "reason": str(answer.reason)[:2000],
-    }
-    if code_step is not None:
-        payload["code_step"] = code_step
-    default_bus().emit(
-        "approval.late",
-        payload,
-        source=WAITING_SOURCE,
-        labels={"playbook": request.playbook, "remediation": request.remediation_id},
-    )
+
+def invalid_input(exc: Exception) -> str:
+    """Why a run input was not a valid answer, naming only the fields and the kinds of error:
+    never a value given (pydantic's own message quotes the input, code included)."""
+    if not isinstance(exc, ValidationError):
+        return f"not an answer the form accepts ({type(exc).__name__})"
+    known = set(RemediationApproval.model_fields)
+    problems = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = [str(part) for part in error.get("loc", ())]
+        field = loc[0] if loc and loc[0] in known else "an unknown field" if loc else "the input"
+        problems.append(f"{field}: {error.get('type', 'invalid')}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 def who_may_answer(guard: ApprovalGuard, risk: str) -> str:
@@ -293,7 +312,10 @@ def wait_for_approval(
                 refused = guard.judge(
                     subject,
                     Answer("", "", False),
-                    ("no_answer", f"the run was resumed without a valid answer ({exc})"[:500]),
+                    (
+                        "no_answer",
+                        f"the run was resumed without a valid answer ({invalid_input(exc)})"[:500],
+                    ),
                 )
                 note = f"That answer was refused: {refused.reason}. Please answer again."
                 run_logger.warning("resumed without a valid answer; asking again")
@@ -307,15 +329,13 @@ def wait_for_approval(
                 return watchdog.elsewhere
             given = Answer(approver, str(answer.code), bool(answer.approve))
             if time.monotonic() >= deadline:  # a person, but too late: recorded, not counted
-                with guard.lock:  # its code is spent all the same
-                    late = guard.check(request.risk, given, ("late", "after the deadline"))
-                    announce_late(request, answer, str(flow_run_id), late.step)
+                record_late(guard, request, given, str(answer.reason), str(flow_run_id))
                 return _expired(timeout_s, f"{approver or 'someone'} answered after the deadline")
             problem = None
             if str(answer.remediation_id) != request.remediation_id:
                 problem = (
                     "other_remediation",
-                    f"it was about remediation {str(answer.remediation_id)[:80] or '(none)'}, not "
+                    f"it was about {_remediation_named(str(answer.remediation_id))}, not "
                     f"{request.remediation_id}",
                 )
             elif approver in (EXPIRED_APPROVER, ELSEWHERE_APPROVER):
@@ -336,6 +356,15 @@ def wait_for_approval(
             )
     finally:
         watchdog.answered.set()
+
+
+def _remediation_named(value: str) -> str:
+    """The remediation an answer names, quoted only when it is a remediation id: a code typed
+    into the wrong field must not be repeated in the log or the next form."""
+    try:
+        return f"remediation {uuid.UUID(value)}"
+    except ValueError:
+        return "no remediation id" if not value.strip() else "something not a remediation id"
 
 
 def _wait_in_log(

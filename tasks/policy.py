@@ -75,7 +75,8 @@ class RunContext:
 
 def run_context() -> RunContext:
     """The context of this process: config.toml and AIOS_* variables, overridden by a saved
-    ``AIOSSettings`` block when there is one."""
+    ``AIOSSettings`` block when there is one. Raises ConfigError (the run fails, naming the
+    block's field) when the block is invalid or would loosen a security setting."""
     from aios.runtime import default_bus
     from blocks.aios_settings import effective_config
 

@@ -274,6 +274,57 @@ def test_guessing_codes_is_cut_off(home: HomePaths) -> None:
     assert guard.judge(subject, Answer("ana", right, True)).refusal == "too_many_wrong_codes"
 
 
+def a_wrong_code(secret: str) -> tuple[str, str]:
+    """(a valid code of ``secret``, one that is wrong)."""
+    right = fresh_code(secret)
+    return right, f"{(int(right) + 1) % 1_000_000:06d}"
+
+
+@pytest.mark.parametrize("shown", ["other_remediation", "reserved_name", "config", "late"])
+def test_wrong_codes_count_toward_the_lockout_whatever_refusal_is_shown(
+    home: HomePaths, shown: str
+) -> None:
+    """An answer refused for another reason (about another remediation, a reserved name,
+    config.toml others can read, after the deadline) still has its wrong code counted: those
+    guesses do not escape the lockout."""
+    from aios.reactor.approval import ApprovalRequest
+    from flows.approval import record_late
+
+    configure(home, 0o640 if shown == "config" else 0o600, ana=("high", ANA))
+    guard = ApprovalGuard(home)
+    request = ApprovalRequest("r1", "disk", "high", "", {}, [], {})
+    right, wrong = a_wrong_code(ANA)
+    for _ in range(MAX_WRONG_CODES):
+        guess = Answer("ana", wrong, True)
+        if shown == "late":
+            verdict = record_late(guard, request, guess, "", "run-1")
+        else:
+            problem = None if shown == "config" else (shown, "refused for this")
+            verdict = guard.judge(request.subject("prefect", "run-1"), guess, problem)
+        assert verdict.refusal == shown
+    home.config.chmod(0o600)
+    locked = guard.judge(request.subject("prefect"), Answer("ana", right, True))
+    assert locked.refusal == "too_many_wrong_codes"
+
+
+def test_a_late_answer_spends_its_code_whatever_spaces_came_with_the_name(
+    home: HomePaths,
+) -> None:
+    from aios.reactor.approval import ApprovalRequest
+    from flows.approval import record_late
+
+    configure(home, ana=("high", ANA))
+    guard = ApprovalGuard(home)
+    request = ApprovalRequest("r1", "disk", "high", "", {}, [], {})
+    code = fresh_code(ANA)
+    late = record_late(guard, request, Answer(" ana ", code, True), "too slow", "run-1")
+    assert late.refusal == "late" and late.step is not None
+    [(_, _, recorded, _)] = events_of(home, "type = 'approval.late'")
+    assert (recorded["approver"], recorded["code_step"]) == ("ana", late.step)
+    again = guard.judge(request.subject("prefect", "run-2"), Answer("ana", code, True))
+    assert again.refusal == "code_used"
+
+
 # ------------------------------------------------------------------ the CLI
 def test_add_list_and_remove_an_approver(home: HomePaths) -> None:
     assert run_aios("init", home=home).returncode == 0
@@ -315,6 +366,47 @@ def test_add_list_and_remove_an_approver(home: HomePaths) -> None:
     home.config.chmod(0o640)
     warned = run_aios("approvals", "approvers", home=home)
     assert "chmod 600" in warned.stderr and "0640" in warned.stderr
+
+
+def test_the_cli_records_the_answers_it_turns_away_and_spends_their_codes(
+    home: HomePaths,
+) -> None:
+    from aios.cli.approvals_cmd import _identity
+    from aios.errors import InputError
+
+    configure(home, ana=("high", ANA), bob=("medium", BOB))
+    item = {
+        "flow_run_id": "run-1",
+        "remediation_id": "r1",
+        "playbook": "disk",
+        "risk": "high",
+        "trigger_id": "t1",
+    }
+    bob_code = fresh_code(BOB)
+    for name, code, said in [
+        ("mallory", "123456", "'mallory' is not an approver"),
+        ("bob", bob_code, "bob may approve up to medium risk"),
+        ("ana", "12 34 5x", "--code must be 6 digits"),
+    ]:
+        with pytest.raises(InputError, match=said):
+            _identity(item, name, code, True)
+    recorded = events_of(home, "type = 'approval.refused'")
+    assert [
+        (p["approver"], p["refusal"], p["via"], p["flow_run_id"], c) for _, _, p, c in recorded
+    ] == [
+        ("mallory", "unknown_approver", "terminal", "run-1", "t1"),
+        ("bob", "risk_above_max", "terminal", "run-1", "t1"),
+        ("ana", "code_wrong", "terminal", "run-1", "t1"),
+    ]
+    assert all(bob_code not in json.dumps(p) for _, _, p, _ in recorded)
+    # bob's code was spent by the refusal: given again to the run itself, it does not count.
+    replayed = ApprovalGuard(home).judge(
+        Subject("r1", "disk", "medium"), Answer("bob", bob_code, True)
+    )
+    assert replayed.refusal == "code_used"
+    before = events_of(home, "TRUE")
+    assert _identity(item, "ana", fresh_code(ANA), True)[0] == "ana"  # a good one passes on
+    assert events_of(home, "TRUE") == before  # unspent: the run itself checks and spends it
 
 
 def test_add_approver_without_a_config_file_makes_one_the_owner_alone_reads(
@@ -382,6 +474,30 @@ def test_the_terminal_asks_for_name_and_code_and_records_refusals(
     [(_, _, granted, _)] = events_of(home, "type = 'approval.granted'")
     assert granted["approver"] == "ana" and granted["verified"] is True
     assert isinstance(granted["code_step"], int)
+
+
+def test_the_terminal_asks_again_when_no_approver_is_named(
+    home: HomePaths, root: Path, config_file: Path, terminal: tuple[Any, int]
+) -> None:
+    configure(home, ana=("high", ANA))
+    stdin, typist = terminal
+    out = io.StringIO()
+    reactor = terminal_reactor(home, root, config_file, stdin, out)
+    typed = ["n", "", "y", "ana", fresh_code(ANA)]  # Enter at "Approver:" is no answer
+    os.write(typist, ("\n".join(typed) + "\n").encode())
+    [outcome] = reactor.process(aios.emit("writer.stuck", {}, severity="high"))
+    assert outcome.status == "unverified"
+    assert json.loads(config_file.read_text())["retries"] == 3
+    assert "refused: an approver's name is required; answer again" in out.getvalue()
+    [(_, _, nameless, _)] = events_of(home, "type = 'approval.refused'")
+    assert (nameless["refusal"], nameless["via"], nameless["approve"]) == (
+        "no_name",
+        "terminal",
+        False,
+    )
+    assert not events_of(home, "type = 'approval.denied'")
+    [(_, _, granted, _)] = events_of(home, "type = 'approval.granted'")
+    assert (granted["approver"], granted["verified"]) == ("ana", True)
 
 
 def test_the_terminal_refuses_when_the_secrets_are_exposed(
@@ -491,7 +607,7 @@ def test_every_way_around_the_gate_is_refused_and_recorded(
     answer_and_see_it_refused(home, run_id, None, "no_answer")  # Running, and no answer at all
     denial = body("mallory", approve=False)
     assert answer_and_see_it_refused(home, run_id, denial, "unknown_approver")["approve"] is False
-    # The CLI says so before asking the server.
+    # The CLI says so before asking the server, and records what it refused.
     for who, code, said in [
         ("bob", fresh_code(BOB), "may approve up to medium"),
         ("mallory", "123456", "not an approver"),
@@ -499,6 +615,11 @@ def test_every_way_around_the_gate_is_refused_and_recorded(
     ]:
         cli = answer(home, prefect_server, "approve", run_id, who, code)
         assert cli.returncode == 2 and said in cli.stderr, cli.stderr
+    by_cli = [p for p in refused(home) if p["via"] == "terminal"]
+    assert [(p["approver"], p["refusal"], p["flow_run_id"]) for p in by_cli] == [
+        ("bob", "risk_above_max", run_id),
+        ("mallory", "unknown_approver", run_id),
+    ]
     bare = aios_cli("approvals", "approve", run_id, home=home, api_url=prefect_server)
     assert bare.returncode == 2 and "--approver" in bare.stderr
     assert ws.level() == 1 and started(home) == 0
@@ -513,7 +634,7 @@ def test_every_way_around_the_gate_is_refused_and_recorded(
     assert [o["status"] for o in result["outcomes"]] == ["succeeded"] and ws.level() == 2
     [(_, _, granted, _)] = events_of(home, "type = 'approval.granted'")
     assert (granted["approver"], granted["verified"]) == ("ana", True)
-    assert all("code" not in p for p in refused(home)) and len(refused(home)) == 7
+    assert all("code" not in p for p in refused(home)) and len(refused(home)) == 9
 
     # Her answer is stored in Prefect for anyone to read: replayed, it is worth nothing.
     [used] = [a for a in stored_answers(run_id) if a["reason"] == "checked"]
@@ -544,10 +665,11 @@ def test_a_playbook_that_lowers_its_risk_while_it_waits_is_asked_about_again(
     # bob may not approve high risk; the playbook's file now says medium, but what was asked
     # (and what any approval would be for) is the high-risk plan.
     ws.playbook("lowered", risk="medium")
+    forced = forged(shown["remediation_id"], "bob", fresh_code(BOB))
+    answer_and_see_it_refused(home, shown["flow_run_id"], forced, "risk_above_max")
     too_low = answer(home, prefect_server, "approve", shown["flow_run_id"], "bob", fresh_code(BOB))
     assert too_low.returncode == 2 and "may approve up to medium" in too_low.stderr
-    forced = forged(shown["remediation_id"], "bob", fresh_code(BOB))
-    bob_spent = answer_and_see_it_refused(home, shown["flow_run_id"], forced, "risk_above_max")
+    bob_spent = max(p.get("code_step", 0) for p in refused(home) if p["approver"] == "bob")
     # ana approves what she was shown, the high-risk plan: that is not the plan any more.
     by_ana = answer(home, prefect_server, "approve", shown["flow_run_id"], "ana", fresh_code(ANA))
     assert by_ana.returncode == 0, by_ana.stderr
@@ -561,7 +683,7 @@ def test_a_playbook_that_lowers_its_risk_while_it_waits_is_asked_about_again(
     assert again["risk"] == "medium" and ws.level() == 1 and started(home) == 0
     [(_, _, stale, _)] = events_of(home, "type = 'approval.stale'")
     assert stale["digest"] != stale["approved_digest"]
-    code = fresh_code(BOB, bob_spent["code_step"])
+    code = fresh_code(BOB, bob_spent)
     by_bob = answer(home, prefect_server, "approve", again["flow_run_id"], "bob", code)
     assert by_bob.returncode == 0, by_bob.stderr
     result, _ = running.join(120)
@@ -592,6 +714,142 @@ def test_a_refused_answer_tells_the_cli_why(
     )
     result, _ = running.join(120)
     assert [o["status"] for o in result["outcomes"]] == ["succeeded"]
+
+
+def paused_keyset(flow_run_id: str) -> dict[str, str]:
+    """The run input keys of the pause the run is in now (its form, its answer)."""
+    keyset = flow_run(flow_run_id).state.state_details.run_input_keyset
+    assert keyset, "the run is not paused for input"
+    return dict(keyset)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_an_input_written_around_the_resume_api_is_refused_without_repeating_it(
+    ws: Workspace, home: HomePaths, prefect_server: str
+) -> None:
+    """Input the form's schema does not accept, stored straight into the run's input as the
+    resume API would store it: the refusal and the next form name the fields and the kind of
+    error, never a value given (a code among them)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    configure(home, ana=("high", ANA))
+    ws.playbook("garbled", risk="high")
+    running, item = ask(ws, home, prefect_server, "garbled")
+    run_id = item["flow_run_id"]
+    code = fresh_code(ANA)
+    garbled = {
+        "approve": True,
+        "code": int(code),  # a number where text is expected; the approver left out
+        "remediation_id": item["remediation_id"],
+        "note": f"ana {code}",
+    }
+    before = len(refused(home))
+    with get_client(sync_client=True) as client:
+        client.create_flow_run_input(
+            uuid.UUID(run_id), key=paused_keyset(run_id)["response"], value=json.dumps(garbled)
+        )
+        client.set_flow_run_state(run_id, Running(), force=True)
+    wait_for(
+        lambda: len(refused(home)) > before and flow_run(run_id).state.is_paused(),
+        60,
+        "the input to be refused and the run to ask again",
+    )
+    last = refused(home)[-1]
+    assert last["refusal"] == "no_answer"
+    for problem in ("approver: missing", "code: string_type", "an unknown field: extra_forbidden"):
+        assert problem in last["reason"], last["reason"]
+    with get_client(sync_client=True) as client:
+        form = client.read_flow_run_input(uuid.UUID(run_id), paused_keyset(run_id)["description"])
+    assert "approver: missing" in form
+    assert code not in last["reason"] and code not in form
+    assert code not in json.dumps([p for _, _, p, _ in events_of(home, "TRUE")])
+    done = answer(home, prefect_server, "approve", run_id, "ana", fresh_code(ANA))
+    assert done.returncode == 0, done.stderr
+    result, _ = running.join(120)
+    assert [o["status"] for o in result["outcomes"]] == ["succeeded"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_late_answer_spends_its_code_under_the_name_it_was_checked_by(
+    ws: Workspace, home: HomePaths, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    import flows.approval as gate
+    from blocks.aios_settings import forget_cached
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the server is busy")  # the deadline cannot resume the run itself
+
+    monkeypatch.setattr(gate, "resume_flow_run", unreachable)
+    monkeypatch.setenv("AIOS_REACTOR__APPROVAL_TIMEOUT", "4s")
+    forget_cached()
+    configure(home, ana=("high", ANA))
+    ws.playbook("slowpoke", risk="high")
+    running, item = ask(ws, home, prefect_server, "slowpoke")
+    deadline = datetime.fromisoformat(item["deadline"])
+    wait_for(lambda: datetime.now(UTC) > deadline, 30, "the deadline to pass")
+    code = fresh_code(ANA)
+    resume_flow_run(uuid.UUID(item["flow_run_id"]), forged(item["remediation_id"], " ana ", code))
+    result, _ = running.join(120)
+    [outcome] = result["outcomes"]
+    assert outcome["status"] == "skipped" and "answered after the deadline" in outcome["reason"]
+    [(_, _, late, _)] = events_of(home, "type = 'approval.late'")
+    assert late["approver"] == "ana" and isinstance(late["code_step"], int)
+    again = ApprovalGuard(home).judge(Subject("r2", "disk", "high"), Answer("ana", code, True))
+    assert again.refusal == "code_used"
+    assert ws.level() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_server")
+def test_the_cli_fails_when_no_decision_is_recorded(
+    home: HomePaths, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run resumed that records no decision (it was not the AIOS gate that took the answer):
+    the CLI says it cannot tell whether the answer counted, and exits non-zero."""
+    from aios.cli import approvals_cmd
+    from aios.errors import AIOSError
+
+    monkeypatch.setenv("PREFECT_API_URL", prefect_server)
+    monkeypatch.setattr(approvals_cmd, "RECORDED_WAIT_S", 3.0)
+    running = Background(lambda: run_flow(silent_pause()))
+    [item] = wait_for(
+        lambda: [w for w in approvals_cmd._waiting() if w["playbook"] == "silent"],
+        60,
+        "the silent run to pause",
+    )
+    with pytest.raises(AIOSError) as raised:
+        approvals_cmd._answer(item["flow_run_id"], True, None, "ops", None)
+    assert raised.value.exit_code != 0
+    assert "no decision about remediation silent-1 was recorded within 3 s" in str(raised.value)
+    result, _ = running.join(60)
+    assert result == "ops"
+
+
+def silent_pause() -> Any:
+    """A flow that announces an approval as the gate does, then takes the answer and records
+    nothing."""
+    from prefect import flow
+    from prefect.context import FlowRunContext
+    from prefect.flow_runs import pause_flow_run
+
+    from aios.reactor.approval import ApprovalRequest
+    from flows.approval import RemediationApproval, announce_waiting
+
+    @flow(name="aios-test-silent-pause")
+    def silent() -> str:
+        context = FlowRunContext.get()
+        assert context is not None and context.flow_run is not None
+        request = ApprovalRequest("silent-1", "silent", "low", "", {}, [], {})
+        announce_waiting(request, str(context.flow_run.id), 60)
+        answer = pause_flow_run(wait_for_input=RemediationApproval, timeout=60, poll_interval=1)
+        return str(answer.approver)
+
+    return silent
 
 
 # ------------------------------------------------------------------ in the Prefect UI itself

@@ -9,15 +9,16 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import aios
-from aios.config import load_config
+from aios.config import AIOSConfig, load_config
 from aios.errors import ConfigError
 from aios.home import HomePaths
-from tests.orchestration_helpers import events_of, run_flow
+from tests.orchestration_helpers import Workspace, events_of, run_flow
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -73,6 +74,90 @@ def test_a_bad_block_value_names_the_block_and_the_field(home: HomePaths) -> Non
     assert "aios-settings/aios" in message and "reactor.approval_timeout" in message
     with pytest.raises(ConfigError, match=r"monitor\.thresholds"):
         AIOSSettings(thresholds={"cpu": {"raise": 50, "clear": 70}}).apply(load_config(home))
+
+
+def guarded_config(home: HomePaths, tmp_path: Path) -> tuple[AIOSConfig, Path, Path]:
+    """config.toml with the security settings a block might try to loosen: every remediation
+    asks a person, two allowed roots, one agent pattern; (the config, the roots)."""
+    first, second = tmp_path / "agents-a", tmp_path / "agents-b"
+    first.mkdir()
+    second.mkdir()
+    home.config.write_text(
+        f'[reactor]\napprove_from = "low"\nallowed_roots = ["{first}", "{second}"]\n\n'
+        '[agents]\npatterns = ["writer=*writer.py*", "*reader.py*"]\n'
+    )
+    return load_config(home), first, second
+
+
+def test_a_block_may_tighten_the_security_settings(home: HomePaths, tmp_path: Path) -> None:
+    from blocks.aios_settings import AIOSSettings
+
+    config, first, _ = guarded_config(home, tmp_path)
+    alias = tmp_path / "alias"
+    alias.symlink_to(first)
+    applied = AIOSSettings(
+        approve_from="low",
+        allowed_roots=[str(alias)],  # the configured root, by another name
+        agent_patterns=["*reader.py*"],
+        approval_timeout="2m",
+    ).apply(config)
+    assert applied.reactor.approve_from == "low"
+    assert applied.reactor.allowed_roots == [first]  # as configured, not the alias
+    assert applied.agents.patterns == ["*reader.py*"]
+    assert applied.reactor.approval_timeout == timedelta(minutes=2)
+    nothing = AIOSSettings(allowed_roots=[], agent_patterns=[]).apply(config)
+    assert nothing.reactor.allowed_roots == [] and nothing.agents.patterns == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "why"),
+    [
+        ({"approve_from": "medium"}, "approve_from", "approve_from = 'low'"),
+        ({"allowed_roots": ["{home}"]}, "allowed_roots", "not one of the configured"),
+        ({"allowed_roots": ["{first}", "/"]}, "allowed_roots", "not one of the configured"),
+        ({"allowed_roots": ["{first}/sub"]}, "allowed_roots", "not one of the configured"),
+        ({"allowed_roots": ["{first}/../.."]}, "allowed_roots", "not one of the configured"),
+        ({"allowed_roots": ["{first}/escape"]}, "allowed_roots", "not one of the configured"),
+        ({"allowed_roots": ["agents-a"]}, "allowed_roots", "not an absolute path"),
+        ({"agent_patterns": ["*"]}, "agent_patterns", "'*' is not one of the configured"),
+        ({"agent_patterns": ["*reader.py*", "*python*"]}, "agent_patterns", "'*python*'"),
+        ({"agent_patterns": ["writer=*"]}, "agent_patterns", "'writer=*'"),
+        ({"approval_timeout": "30s"}, "approval_timeout", "shorter than 1m"),
+    ],
+)
+def test_a_block_that_would_loosen_a_security_setting_is_refused(
+    home: HomePaths, tmp_path: Path, fields: dict[str, Any], field: str, why: str
+) -> None:
+    from blocks.aios_settings import AIOSSettings
+
+    config, first, _ = guarded_config(home, tmp_path)
+    (first / "escape").symlink_to(Path.home())  # inside the root, pointing outside it
+    values = {
+        k: [v.format(home=Path.home(), first=first) for v in value]
+        if isinstance(value, list)
+        else value
+        for k, value in fields.items()
+    }
+    with pytest.raises(ConfigError) as caught:
+        AIOSSettings(**values).apply(config)
+    message = str(caught.value)
+    assert f"aios-settings/aios: {field}: refused" in message and why in message, message
+
+
+def test_a_flow_run_fails_on_a_block_that_would_loosen_a_setting(
+    home: HomePaths, ws: Workspace, settings_block: None
+) -> None:
+    from blocks.aios_settings import AIOSSettings, forget_cached
+    from flows.reactor import reactor_flow
+
+    home.config.write_text('[agents]\npatterns = ["*writer.py*"]\n')
+    AIOSSettings(agent_patterns=["*"]).save("aios")  # any process of the AIOS user
+    forget_cached()
+    ws.playbook("guarded")
+    event = aios.emit("test.guarded", severity="high")
+    with pytest.raises(ConfigError, match=r"aios-settings/aios: agent_patterns: refused"):
+        run_flow(reactor_flow, [event.id])
+    assert not events_of(home, "source = 'aios.reactor'") and ws.level() == 1
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):

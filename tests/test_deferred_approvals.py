@@ -261,6 +261,82 @@ def test_a_denied_decision_is_recorded_and_later_runs_skip_without_asking_or_act
     assert count(event, "remediation.started") == 0
 
 
+@pytest.fixture
+def window_passed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Makes the reactor's state window (5 minutes at least) a few milliseconds, so that what
+    happened a moment ago is, for the window, as long ago as it would be after hours."""
+
+    def passed() -> None:
+        monkeypatch.setattr(runner, "state_window", lambda playbooks: timedelta(milliseconds=5))
+        time.sleep(0.05)
+
+    return passed
+
+
+@pytest.mark.parametrize("answer", ["none yet", "denied", "granted and done"])
+def test_what_a_person_was_asked_holds_beyond_the_state_window(
+    home: HomePaths, root: Path, config_file: Path, window_passed: Any, answer: str
+) -> None:
+    """A trigger handled again long after it was first asked about (a retried run, orphan
+    recovery) neither runs without the person, nor forgets their denial, nor runs twice."""
+    index = PlaybookIndex([risky(config_file)])
+    event = trigger()
+    [(_, first)] = react_deferred(home, root, index, event)
+    if answer == "denied":
+        runner.record_decision(
+            aios.bus(), index, settings(home, root), event.id, request_of(first), deny()
+        )
+    elif answer == "granted and done":
+        runner.record_decision(
+            aios.bus(), index, settings(home, root), event.id, request_of(first), grant()
+        )
+        assert [o.status for _, o in react_deferred(home, root, index, event)] == ["succeeded"]
+        config_file.write_text(json.dumps({"heartbeat": {"interval": 60}, "retries": 1}))
+    window_passed()
+    # Meanwhile the playbook came to say low risk and automatic.
+    lowered = PlaybookIndex([risky(config_file, risk="low", auto_execute=True)])
+    [(_, again)] = react_deferred(home, root, lowered, event)
+    expected = {
+        "none yet": ("awaiting_approval", "waiting for a person"),
+        "denied": ("skipped", "denied: bob"),
+        "granted and done": ("skipped", "already done"),
+    }[answer]
+    assert (again.status, again.reason[: len(expected[1])]) == expected
+    assert interval(config_file) == 60
+    asked = 2 if answer == "none yet" else 1  # the edited playbook is a new plan to ask about
+    assert count(event, "approval.requested") == asked
+    assert count(event, "remediation.started") == (1 if answer == "granted and done" else 0)
+
+
+@pytest.mark.parametrize("source", ["aios.approvals", "mallory", "aios.reactor"])
+def test_only_the_gates_own_waiting_says_which_runs_ask(
+    home: HomePaths, root: Path, config_file: Path, source: str
+) -> None:
+    """``approval.waiting`` counts only from the gate itself: the same event from anyone else
+    neither makes a run wait for another that is not asking, nor hides a request nobody can
+    answer any more from orphan recovery."""
+    from aios.prefect_api import MemoryPrefectAPI
+    from aios.reactor.decisions import orphaned_requests, other_paused_runs
+
+    reactor, _ = deferring(home, root, [risky(config_file)])
+    event = trigger()
+    request = request_of(awaiting(reactor, event))
+    api = MemoryPrefectAPI()
+    paused = api.add_flow_run("PAUSED", state_name="Paused")["id"]  # paused for anything
+    aios.bus().emit(
+        "approval.waiting",
+        {"remediation_id": request.remediation_id, "playbook": request.playbook,
+         "risk": request.risk, "flow_run_id": paused},
+        source=source,
+    )  # fmt: skip
+    believed = source == "aios.approvals"
+    assert other_paused_runs(home, api, request.remediation_id, "mine") == (
+        [paused] if believed else []
+    )
+    orphans = [o.remediation_id for o in orphaned_requests(home, api)]
+    assert orphans == ([] if believed else [request.remediation_id])
+
+
 def test_the_first_decision_stands_a_later_grant_is_ignored(
     home: HomePaths, root: Path, config_file: Path
 ) -> None:

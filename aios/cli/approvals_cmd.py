@@ -9,13 +9,16 @@ import getpass
 import socket
 import sys
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from aios.cli.output import console, err_console, print_json, rows_table
 from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
+
+if TYPE_CHECKING:
+    from aios.approvers import Answer
 
 app = typer.Typer(
     help="Remediations waiting for a person: list, approve, reject; who may approve them."
@@ -39,19 +42,23 @@ def _waiting() -> list[dict[str, Any]]:
     with open_store() as con:
         rows = con.execute(
             """
-            SELECT w.payload, r.payload->>'description' FROM events w
+            SELECT w.payload, r.payload->>'description', r.correlation_id FROM events w
             LEFT JOIN events r ON r.type = 'approval.requested' AND r.source = 'aios.reactor'
                  AND r.payload->>'remediation_id' = w.payload->>'remediation_id'
             WHERE w.type = ? AND w.source = ?
               AND w.payload->>'flow_run_id' IN (SELECT unnest(?::VARCHAR[]))
-            ORDER BY w.seq
+            ORDER BY w.seq, r.seq
             """,
             [WAITING_TYPE, WAITING_SOURCE, ids],
         ).fetchall()
     known = {}
-    for payload, description in rows:  # the newest wait of a run wins
+    for payload, description, trigger_id in rows:  # the newest wait and request win
         data = orjson.loads(payload)
-        known[str(data["flow_run_id"])] = {**data, "description": description or ""}
+        known[str(data["flow_run_id"])] = {
+            **data,
+            "description": description or "",
+            "trigger_id": trigger_id,
+        }
     found = []
     for run in runs:
         info = known.get(str(run["id"]))
@@ -68,6 +75,7 @@ def _waiting() -> list[dict[str, Any]]:
                 "risk": info["risk"],
                 "deadline": info["deadline"],
                 "description": info["description"],
+                "trigger_id": info["trigger_id"],
             }
         )
     return found
@@ -123,37 +131,76 @@ def _resolve(run: str) -> dict[str, Any]:
 RECORDED_WAIT_S = 30.0
 
 
-def _identity(item: dict[str, Any], approver: str | None, code: str | None) -> tuple[str, str]:
+def _refuse(item: dict[str, Any], answer: Answer, refusal: str, reason: str) -> InputError:
+    """Record the refusal of ``answer`` (``approval.refused``, via the terminal, with the flow
+    run it was meant for); the error to raise. A valid code that came with it is spent and a
+    wrong one counted toward the lockout, as the flow run would have: a refused answer cannot
+    be given again elsewhere."""
+    from aios.approvers import ApprovalGuard, Subject
+    from aios.home import HomePaths
+
+    subject = Subject(
+        str(item["remediation_id"]),
+        str(item["playbook"]),
+        str(item["risk"]),
+        item.get("trigger_id") or None,
+        via="terminal",
+        flow_run_id=str(item["flow_run_id"]),
+    )
+    verdict = ApprovalGuard(HomePaths.current()).judge(subject, answer, (refusal, reason))
+    return InputError(f"refused: {verdict.reason}")
+
+
+def _identity(
+    item: dict[str, Any], approver: str | None, code: str | None, approve: bool
+) -> tuple[str, str]:
     """Who answers and with which code. With approvers configured, a configured name whose
-    max_risk covers the remediation's risk and a code are required (asked for at a terminal);
-    the flow run's own check is the one that counts, this one only saves a round trip."""
-    from aios.approvers import DIGITS, ApprovalGuard, may_approve
+    max_risk covers the remediation's risk and a code of the right form are required (asked
+    for at a terminal); an answer that lacks one is refused here, and recorded as such.
+    The flow run's own check is the one that lets an answer count."""
+    from aios.approvers import DIGITS, Answer, ApprovalGuard, may_approve
     from aios.home import HomePaths
 
     approvers = ApprovalGuard(HomePaths.current()).approvers()  # ConfigError when unsafe
     if not approvers:
-        return approver or f"{getpass.getuser()}@{socket.gethostname()} (terminal)", code or ""
+        name = (approver or "").strip()
+        return name or f"{getpass.getuser()}@{socket.gethostname()} (terminal)", code or ""
     interactive = sys.stdin.isatty()
     if not approver:
         if not interactive:
             raise InputError("--approver NAME is required: approvers are configured")
-        approver = str(typer.prompt("Approver")).strip()
-    entry = approvers.get(approver)
-    if entry is None:
-        raise InputError(f"{approver!r} is not an approver (see aios approvals approvers)")
-    risk = str(item["risk"])
-    if not may_approve(entry, risk):
-        raise InputError(
-            f"{approver} may approve up to {entry.max_risk} risk; remediation "
-            f"{item['remediation_id']} is {risk} risk"
+        approver = str(typer.prompt("Approver"))
+    approver = approver.strip()
+    if not approver:
+        raise _refuse(
+            item, Answer("", code or "", approve), "no_name", "an approver's name is required"
         )
+    entry = approvers.get(approver)
+    risk = str(item["risk"])
+    if entry is None:
+        raise _refuse(
+            item,
+            Answer(approver, code or "", approve),
+            "unknown_approver",
+            f"{approver!r} is not an approver (see aios approvals approvers)",
+        )
+    if not may_approve(entry, risk):
+        raise _refuse(
+            item,
+            Answer(approver, code or "", approve),
+            "risk_above_max",
+            f"{approver} may approve up to {entry.max_risk} risk; remediation "
+            f"{item['remediation_id']} is {risk} risk",
+        )
+    code = "".join((code or "").split())
     if not code:
         if not interactive:
             raise InputError(f"--code CODE is required: {approver}'s current {DIGITS}-digit code")
-        code = str(typer.prompt(f"{approver}'s {DIGITS}-digit code"))
-    code = "".join(code.split())
-    if len(code) != DIGITS or not code.isdigit():
-        raise InputError(f"--code must be {DIGITS} digits")
+        code = "".join(str(typer.prompt(f"{approver}'s {DIGITS}-digit code")).split())
+    if len(code) != DIGITS or not code.isascii() or not code.isdigit():
+        raise _refuse(
+            item, Answer(approver, code, approve), "code_wrong", f"--code must be {DIGITS} digits"
+        )
     return approver, code
 
 
@@ -166,7 +213,7 @@ def _answer(
     from aios.runtime import default_bus
 
     item = _resolve(run)
-    who, code = _identity(item, approver, code)
+    who, code = _identity(item, approver, code, approve)
     verdict = "approved" if approve else "rejected"
     body = {
         "approve": approve,
@@ -222,10 +269,10 @@ def _answer(
                 )
                 return
         time.sleep(0.5)
-    console.print(
-        f"{verdict} remediation {item['remediation_id']} ({item['playbook']}); flow run "
-        f"{item['flow_run_id']} resumed, but no decision was recorded within "
-        f"{RECORDED_WAIT_S:.0f} s: see aios events tail"
+    raise AIOSError(
+        f"flow run {item['flow_run_id']} was resumed, but no decision about remediation "
+        f"{item['remediation_id']} was recorded within {RECORDED_WAIT_S:.0f} s: whether it "
+        "counted is unknown (see aios events tail)"
     )
 
 

@@ -16,6 +16,9 @@ from typing import Any
 
 import orjson
 
+# approval.waiting is believed only from the paused flow runs' source: an event of that type
+# from anyone else says nothing about which runs wait.
+from aios.approvers import SOURCE as WAITING_SOURCE
 from aios.event import Event
 from aios.home import HomePaths
 from aios.log import Cursor, EventLog
@@ -76,8 +79,8 @@ def other_paused_runs(paths: HomePaths, api: PrefectAPI, rid: str, mine: str) ->
     with open_store(paths) as con:
         rows = con.execute(
             "SELECT DISTINCT payload->>'flow_run_id' FROM events "
-            "WHERE type = 'approval.waiting' AND payload->>'remediation_id' = ?",
-            [rid],
+            "WHERE type = 'approval.waiting' AND source = ? AND payload->>'remediation_id' = ?",
+            [WAITING_SOURCE, rid],
         ).fetchall()
     paused = []
     for (run_id,) in rows:
@@ -120,7 +123,7 @@ def orphaned_requests(paths: HomePaths, api: PrefectAPI) -> list[Orphan]:
             )
             SELECT r.rid, r.payload, r.trigger_id, r.time,
                    (SELECT list(DISTINCT w.payload->>'flow_run_id') FROM events w
-                    WHERE w.type = 'approval.waiting'
+                    WHERE w.type = 'approval.waiting' AND w.source = ?
                       AND w.payload->>'remediation_id' = r.rid) AS runs
             FROM requests r
             WHERE NOT EXISTS (
@@ -129,7 +132,7 @@ def orphaned_requests(paths: HomePaths, api: PrefectAPI) -> list[Orphan]:
                   AND d.type IN ('approval.granted', 'approval.denied', 'approval.expired',
                                  'remediation.finished', 'playbook.skipped'))
             """,
-            [REACTOR_SOURCE, REACTOR_SOURCE],
+            [REACTOR_SOURCE, WAITING_SOURCE, REACTOR_SOURCE],
         ).fetchall()
     found = []
     for rid, payload, trigger_id, at, runs in rows:

@@ -87,14 +87,23 @@ def warm_up(
     """Rebuild ``reactor``'s state; returns how many events it read.
 
     The reactor's own steps are read up to the end of the log (a remediation a crashed run
-    started after ``upto_seq`` must be seen, or its actions would run again); the triggers
-    counted toward thresholds only up to ``upto_seq`` (those after it will be processed).
-    ``exclude`` leaves out events by id.
+    started after ``upto_seq`` must be seen, or its actions would run again) and as far back as
+    the reactor keeps them (``reactor.keep``, days, not only the state window of minutes): a
+    remediation a person was asked about still waits for a person, a denial still stands, and
+    a remediation granted and done is not run again when its trigger is handled again later
+    (a retried run, orphan recovery). The triggers counted toward thresholds are read for the
+    state window, only up to ``upto_seq`` (those after it will be processed). ``exclude``
+    leaves out events by id.
     """
     since = now - state_window(reactor.index.playbooks.values())
+    kept_since = min(since, now - reactor.keep)
     triggers = [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
     with open_store(paths) as con:
-        own = list(events_between(con, since, last_seq(con), REACTOR_TYPES))
+        own = [
+            (seq, event)
+            for seq, event in events_between(con, kept_since, last_seq(con), REACTOR_TYPES)
+            if event.source == REACTOR_SOURCE or event.time >= since
+        ]
         counted = list(events_between(con, since, upto_seq, triggers)) if triggers else []
         reactor.autonomy = autonomy_of(
             con, paths, reactor.index.playbooks.values(), reactor.settings.autonomy
