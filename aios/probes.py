@@ -15,6 +15,7 @@ Plugin probes (the ``aios.probes`` entry point group) are looked up after these.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 import time
 from collections.abc import Callable
@@ -45,6 +46,24 @@ def _as_number(text: str) -> float | None:
         return None
 
 
+_NOT_FINITE = {"nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"}
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error message shows it: its repr, cut to 60 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of over 4300 digits has no repr
+        return "a number of over 4300 digits"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _finite(given: Any, number: float) -> float:
+    if not math.isfinite(number):
+        raise ValueError(f"expectation {_shown(given)}: NaN and infinity are not allowed")
+    return number
+
+
 @dataclass(frozen=True)
 class Expectation:
     """A parsed expectation; ``holds(value)`` tests a reading."""
@@ -56,27 +75,43 @@ class Expectation:
 
     @classmethod
     def parse(cls, text: str | float | int) -> Expectation:
+        """The expectation ``text`` says. Raises ValueError, its message starting with
+        ``expectation``, when it is not one (NaN and infinity never are)."""
         if isinstance(text, bool):
             return cls(str(text).lower(), "==", text)
         if isinstance(text, int | float):
-            return cls(f"=={text}", "==", float(text))
+            try:
+                given = float(text)
+            except OverflowError:
+                given = math.inf if text > 0 else -math.inf
+            target = _finite(text, given)  # before text is shown: a huge int has no str
+            return cls(f"=={text}", "==", target)
+        if not isinstance(text, str):
+            raise ValueError(f"expectation {_shown(text)} is not text or a number")
         ranged = _RANGE.match(text)
         if ranged:
-            low, high = float(ranged.group(1)), float(ranged.group(2))
+            ends = _as_number(ranged.group(1)), _as_number(ranged.group(2))
+            if ends[0] is None or ends[1] is None:
+                raise ValueError(f"expectation {_shown(text)}: a range is two numbers, like 10..20")
+            low, high = _finite(text, ends[0]), _finite(text, ends[1])
             if low > high:
-                raise ValueError(f"expectation {text!r}: the range is empty")
+                raise ValueError(f"expectation {_shown(text)}: the range is empty")
             return cls(text, "..", low, high)
         match = _EXPECT.match(text)
         if not match or not match.group(2) or ".." in text:
-            raise ValueError(f"expectation {text!r} is not like <70, >=5, ==3, 10..20")
+            raise ValueError(f"expectation {_shown(text)} is not like <70, >=5, ==3, 10..20")
         op = match.group(1) or "=="
         raw = match.group(2)
         number = _as_number(raw)
+        if number is not None:
+            _finite(text, number)
+        elif raw.strip("'\"").lower() in _NOT_FINITE:  # the quoted word would compare as text
+            raise ValueError(f"expectation {_shown(text)}: NaN and infinity are not allowed")
         if op in ("<", "<=", ">", ">=") and number is None:
-            raise ValueError(f"expectation {text!r}: {op} needs a number")
+            raise ValueError(f"expectation {_shown(text)}: {op} needs a number")
         if number is None and not _WORD.match(raw.strip("'\"")):
             raise ValueError(
-                f"expectation {text!r} is not like <70, >=5, ==3, 10..20, ==ready (a number "
+                f"expectation {_shown(text)} is not like <70, >=5, ==3, 10..20, ==ready (a number "
                 "or a plain word)"
             )
         if number is None and raw.lower() in ("true", "false"):
@@ -107,7 +142,10 @@ def _numeric(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond any float
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         return _as_number(value)
     return None
@@ -119,7 +157,10 @@ def _same(value: Any, target: Any) -> bool:
     a, b = _numeric(value), _numeric(target)
     if a is not None and b is not None:
         return a == b
-    return str(value) == str(target)
+    try:
+        return str(value) == str(target)
+    except ValueError:  # an int of over 4300 digits has no str: it is no word either
+        return False
 
 
 # ---------------------------------------------------------------------- probes
@@ -282,14 +323,18 @@ def _plugin_definition(plugin: Any) -> ProbeDef:
             validated = plugin.params.model_validate(params)
         except ValidationError as exc:
             raise ProbeError(f"{plugin.name}: {_first_error(exc)}") from None
+        except (Exception, SystemExit) as exc:  # its own validators: someone else's code
+            raise ProbeError(_plugin_failed(plugin.name, "checking its parameters", exc)) from None
         try:
             value = plugin.read(validated, ctx)
         except ProbeError:
             raise
-        except Exception as exc:  # someone else's code: a failed reading, not a crash
-            raise ProbeError(f"{plugin.name} failed: {type(exc).__name__}: {exc}") from None
+        except (Exception, SystemExit) as exc:  # someone else's code: a failed reading
+            raise ProbeError(_plugin_failed(plugin.name, "reading", exc)) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ProbeError(f"{plugin.name} returned {value!r}, not a number")
+            raise ProbeError(f"{plugin.name} returned {_shown(value)}, not a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProbeError(f"{plugin.name} returned {value!r}, not a finite number")
         return value
 
     fields = plugin.params.model_fields
@@ -302,6 +347,12 @@ def _plugin_definition(plugin: Any) -> ProbeDef:
         plugin.description,
         plugin.params,
     )
+
+
+def _plugin_failed(name: str, doing: str, exc: BaseException) -> str:
+    from aios.plugins.discovery import describe
+
+    return f"the {describe('probe', name)} failed {doing}: {type(exc).__name__}: {exc}"[:2000]
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -343,7 +394,9 @@ def _check_model_params(probe: str, model: type[BaseModel], params: dict[str, An
         raise ValueError(f"probe {probe} does not take {', '.join(unknown)}")
     try:
         model.model_validate(params)
-    except ValidationError as exc:
+    except (Exception, SystemExit) as exc:
+        if not isinstance(exc, ValidationError):  # its own validators: someone else's code
+            raise ValueError(_plugin_failed(probe, "checking its parameters", exc)) from None
         for error in exc.errors():
             value = error.get("input")
             if isinstance(value, str) and "${" in value:

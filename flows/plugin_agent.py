@@ -23,7 +23,7 @@ _flows: dict[str, Flow[..., dict[str, Any]]] = {}
 def run_plugin_agent(name: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     """One run of agent type ``name`` (``aios.plugins.agents.run_agent``)."""
     ctx = run_context()
-    context = AgentContext(ctx.bus, ctx.paths, ctx.config, dict(previous or {}))
+    context = AgentContext(ctx.bus, ctx.paths, ctx.config, dict(previous or {}), agent=name)
     return run_agent(name, AgentRegistry.get(name), context)
 
 

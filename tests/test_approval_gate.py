@@ -181,3 +181,28 @@ def test_a_playbook_edited_while_it_waits_is_asked_about_again(
     result, _ = running.join(120)
     assert [o["status"] for o in result["outcomes"]] == ["unverified"]
     assert ws.level() == 7 and started(home) == 1
+
+
+def test_an_approval_is_for_the_processes_planned_not_a_pid_reused_since() -> None:
+    from aios.playbooks.model import Playbook
+    from aios.reactor.engine import plan_digest
+
+    playbook = Playbook.model_validate(
+        {
+            "id": "stop_idle",
+            "trigger": {"type": "resource.high"},
+            "actions": [{"type": "process.signal", "target": "idle_agents", "signal": "SIGSTOP"}],
+        }
+    )
+
+    def plan(start_ticks: int) -> dict[str, Any]:
+        return {
+            "action": "process.signal",
+            "targets": ["pid 4242"],
+            "reversible": True,
+            "risk": "low",
+            "details": {"processes": [{"pid": 4242, "start_ticks": start_ticks}]},
+        }
+
+    assert plan_digest(playbook, [plan(100)]) == plan_digest(playbook, [plan(100)])
+    assert plan_digest(playbook, [plan(100)]) != plan_digest(playbook, [plan(101)])

@@ -69,6 +69,7 @@ from aios.playbooks.conditions import (
     explain_condition,
 )
 from aios.playbooks.loader import LoadResult, load_file
+from aios.probes import Expectation
 from tests.conftest import run_aios
 
 # Random, as fuzzing should be: a failure prints the example and a blob to reproduce it.
@@ -292,10 +293,36 @@ SKELETON: dict[str, Any] = {
         "threshold": {"count": 2, "within": "5m", "group_by": ["labels.host"]},
         "throttle": {"once_within": "1m"},
     },
-    "actions": [{"type": "wait", "duration": "1s"}],
+    "actions": [
+        {"type": "wait", "duration": "1s"},
+        {
+            "type": "process.kill",
+            "target": "idle_agents",
+            "idle_cpu_below": 2.5,
+            "memory_above_mb": 100.5,
+            "max_processes": 3,
+            "grace": "5s",
+        },
+        {
+            "type": "config.update",
+            "file": "/srv/app/config.json",
+            "key": "pool.size",
+            "value": 1.5,
+            "op": "multiply",
+            "min": 0.5,
+            "max": 10.0,
+        },
+        {"type": "event.emit", "event_type": "a.done", "payload": {"n": 1.5, "l": [0.5]}},
+    ],
     "risk": "low",
-    "verify": {"probe": "cpu_usage", "expect": "<90", "after": "1s", "within": "10s"},
-    "limits": {"max_runs": 3, "window": "1h", "target_by": ["labels.host"]},
+    "verify": {
+        "probe": "cpu_usage",
+        "expect": "<90",
+        "sample": 0.5,
+        "within": "10s",
+        "interval": "2s",
+    },
+    "limits": {"max_runs": 3, "window": "1h", "flap_window": "1h", "target_by": ["labels.host"]},
 }
 SEED: dict[str, Any] = {
     "id": "seed",
@@ -339,14 +366,31 @@ def _orjson_ok(data: Any) -> bool:
     return True
 
 
+def non_finite(value: Any, path: str = "") -> list[str]:
+    """Where ``value`` holds NaN or infinity (through lists, tuples and dicts)."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [where for k, v in value.items() for where in non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [where for i, v in enumerate(value) for where in non_finite(v, f"{path}[{i}]")]
+    return []
+
+
 def loaded(path: Path) -> LoadResult:
-    """``load_file``, checking what every result must be: each problem names this file."""
+    """``load_file``, checking what every result must be: each problem names this file, and
+    no playbook that loads holds NaN or infinity anywhere (its verify expectation included)."""
     result = load_file(path)
     assert result.playbooks or result.problems
     for problem in result.problems:
         assert problem.file == str(path)
         assert str(problem).startswith(str(path))
         assert problem.message
+    for playbook in result.playbooks:
+        assert non_finite(playbook.model_dump()) == [], playbook
+        if playbook.verify is not None:
+            expectation = playbook.verify.expectation()
+            assert non_finite([expectation.target, expectation.high]) == [], expectation
     return result
 
 
@@ -387,6 +431,68 @@ def test_a_playbook_with_any_value_anywhere_loads_or_names_file_line_and_field(
         assert root_of(problem.field) == where[0], (where, problem)
         if where != ("id",):
             assert problem.playbook == form["id"], problem
+
+
+non_finite_values = st.sampled_from([math.nan, math.inf, -math.inf]).flatmap(
+    lambda bad: st.sampled_from([bad, [bad], {"n": bad}, [1, {"x": [bad]}]])
+)
+
+
+@settings(FUZZ, max_examples=150)
+@given(st.sampled_from([SKELETON, SEED]), st.sampled_from([".yaml", ".json"]), st.data())
+def test_a_playbook_with_nan_or_infinity_anywhere_never_loads(
+    tmp_path_factory: pytest.TempPathFactory,
+    form: dict[str, Any],
+    suffix: str,
+    data: st.DataObject,
+) -> None:
+    where = data.draw(st.sampled_from(list(locations(form))))
+    document = replaced(form, where, data.draw(non_finite_values))
+    path = tmp_path_factory.mktemp("pb") / f"p{suffix}"
+    path.write_text(dump(document, suffix))
+    result = loaded(path)
+    assert result.playbooks == [], where
+    assert all(root_of(p.field or "") == where[0] for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "field", "message"),
+    [
+        (("trigger", "conditions", 0, "value"), math.nan, "trigger.conditions.all[0].value", "NaN"),
+        (
+            ("trigger", "conditions", 0, "value"),
+            [math.inf],
+            "trigger.conditions.all[0].value",
+            "NaN",
+        ),
+        (("verify", "expect"), "!=nan", "verify", "NaN and infinity are not allowed"),
+        (("verify", "expect"), math.nan, "verify", "NaN and infinity are not allowed"),
+        (("verify", "expect"), "<1e999", "verify", "NaN and infinity are not allowed"),
+        (("verify", "expect"), "0..inf", "verify", "expectation '0..inf'"),
+        (("verify", "sample"), math.nan, "verify", "NaN"),
+        (("limits", "window"), 0, "limits.window", "longer than 0s"),
+        (("limits", "flap_window"), "0s", "limits.flap_window", "longer than 0s"),
+        (("trigger", "throttle", "once_within"), 0, "trigger.throttle.once_within", "0s"),
+        (("trigger", "threshold", "within"), "0m", "trigger.threshold.within", "0s"),
+        (("verify", "interval"), 0, "verify.interval", "longer than 0s"),
+        (("actions", 1, "idle_cpu_below"), math.inf, "actions[1].idle_cpu_below", "finite"),
+        (("actions", 1, "memory_above_mb"), -math.inf, "actions[1].memory_above_mb", "finite"),
+        (("actions", 2, "value"), math.nan, "actions[2].value", "NaN"),
+        (("actions", 2, "max"), math.nan, "actions[2].max", "finite"),
+        (("actions", 3, "payload", "l", 0), math.inf, "actions[3]", "payload.l[0]: NaN"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_nan_infinity_and_zero_windows_are_refused_naming_the_field(
+    tmp_path: Path, where: tuple[Any, ...], value: Any, field: str, message: str, suffix: str
+) -> None:
+    path = tmp_path / f"p{suffix}"
+    path.write_text(dump(replaced(SKELETON, where, value), suffix))
+    result = loaded(path)
+    assert result.playbooks == []
+    [problem] = result.problems
+    assert (problem.playbook, problem.field) == ("p", field), problem
+    assert message in problem.message and problem.line is not None, problem
 
 
 yaml_tokens = st.sampled_from(
@@ -714,6 +820,54 @@ def test_deeply_nested_groups_in_a_regex_are_refused() -> None:
         CONDITION.validate_python(
             {"path": "payload.s", "op": "regex", "value": "(" * 10_000 + ")" * 10_000}
         )
+
+
+# ------------------------------------------------------------- verify expectations
+expectation_tokens = st.sampled_from(
+    [
+        "<", "<=", ">", ">=", "==", "!=", "..", " ", "-", ".", "e", "E", "+", "_", "'", '"',
+        "0", "1", "70", "9" * 400, "1e999", "1e308", "nan", "NaN", "inf", "-inf", "Infinity",
+        "true", "false", "ready", "\t", "\n", "\u00a0", "٣", "²",
+    ]
+)  # fmt: skip
+expectation_inputs = st.one_of(
+    st.lists(expectation_tokens | st.text(max_size=3), max_size=8).map("".join),
+    st.text(max_size=30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    huge_ints,
+    st.booleans(),
+    st.sampled_from([10**5000, -(10**5000)]),
+)
+
+
+@settings(FUZZ, max_examples=300)
+@given(expectation_inputs, st.one_of(scalars, st.sampled_from([10**5000, "9" * 5000])))
+def test_an_expectation_parses_to_finite_targets_or_says_what_is_wrong(
+    text: Any, reading: Any
+) -> None:
+    try:
+        expectation = Expectation.parse(text)
+    except ValueError as exc:
+        message = str(exc)
+        assert message.startswith("expectation "), message
+        assert len(message) < 200, message  # the text is shown cut, not whole
+        return
+    for number in (expectation.target, expectation.high):
+        assert not (isinstance(number, float) and not math.isfinite(number)), expectation
+    assert isinstance(expectation.holds(reading), bool)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["nan", "==NaN", "!=nan", "<inf", ">= -Infinity", "'nan'", "1e999", "0..inf", "1..1e400"],
+)
+def test_an_expectation_of_nan_or_infinity_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match=r"^expectation .*(NaN and infinity|like)"):
+        Expectation.parse(text)
+    for number in (math.nan, math.inf, -math.inf, 10**400):
+        with pytest.raises(ValueError, match="NaN and infinity are not allowed"):
+            Expectation.parse(number)
 
 
 # ------------------------------------------------------------------ templates

@@ -572,3 +572,398 @@ def test_aios_plugins_list_shows_each_plugin_and_the_broken_one_with_its_reason(
 def test_without_plugins_the_list_is_empty(home: HomePaths) -> None:
     done = aios_cli("plugins", "list", "--json", home=home, api_url=None)
     assert done.returncode == 0 and json.loads(done.stdout) == []
+
+
+# ------------------------------------------------- plugins that fail where AIOS calls them
+FAULTY_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=64"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "acme-faulty"
+version = "1.0"
+
+[project.entry-points."aios.actions"]
+"acme.strict" = "acme_faulty.actions:StrictAction"
+"acme.exits" = "acme_faulty.actions:ExitingAction"
+"acme.no_floor" = "acme_faulty.actions:NoFloor"
+"acme.unknown_undo" = "acme_faulty.actions:UnknownUndo"
+"acme.model_user" = "acme_faulty.model_user:ModelUser"
+
+[project.entry-points."aios.probes"]
+"acme.picky" = "acme_faulty.probes:picky"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+FAULTY_ACTIONS = '''\
+"""Actions whose own code fails where AIOS calls it."""
+
+import sys
+from typing import Any, Literal
+
+from pydantic import field_validator
+
+from aios.actions import ActionContext, ActionPlan, ActionSpec, Risk
+
+
+class Quiet(ActionSpec):
+    def plan(self, ctx: ActionContext) -> ActionPlan:
+        return ActionPlan(self.type, f"{self.type}: nothing to see", risk=Risk.LOW)
+
+    def execute(self, ctx: ActionContext) -> dict[str, Any]:
+        return {"done": True}
+
+    def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
+        return "nothing to undo"
+
+
+class StrictAction(Quiet):
+    type: Literal["acme.strict"] = "acme.strict"
+    key: str
+
+    @field_validator("key")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return {"fine": value}[value]  # a KeyError for any other key
+
+
+class ExitingAction(Quiet):
+    type: Literal["acme.exits"] = "acme.exits"
+
+    def execute(self, ctx: ActionContext) -> dict[str, Any]:
+        sys.exit(3)
+
+
+class NoFloor(Quiet):
+    type: Literal["acme.no_floor"] = "acme.no_floor"
+
+    def floor(self) -> Risk:
+        raise RuntimeError("the risk table is missing")
+
+
+class UnknownUndo(Quiet):
+    type: Literal["acme.unknown_undo"] = "acme.unknown_undo"
+
+    def is_reversible(self) -> bool:
+        sys.exit(4)
+'''
+FAULTY_MODEL_USER = '''\
+"""An action whose module imports the playbook model, as a plugin may."""
+
+from typing import Any, Literal
+
+from aios.actions import ActionContext, ActionPlan, ActionSpec
+from aios.playbooks.model import Playbook
+
+assert Playbook.model_fields["actions"]
+
+
+class ModelUser(ActionSpec):
+    type: Literal["acme.model_user"] = "acme.model_user"
+
+    def plan(self, ctx: ActionContext) -> ActionPlan:
+        return ActionPlan(self.type, "nothing")
+
+    def execute(self, ctx: ActionContext) -> dict[str, Any]:
+        return {}
+'''
+FAULTY_PROBES = '''\
+"""A probe whose parameter check fails with a TypeError."""
+
+from pydantic import BaseModel, field_validator
+
+from aios.plugins import ProbePlugin
+
+
+class PickyParams(BaseModel):
+    queue: str
+
+    @field_validator("queue")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return value + 1  # a TypeError
+
+
+picky = ProbePlugin("acme.picky", PickyParams, lambda params, ctx: 0.0)
+'''
+
+
+@pytest.fixture(scope="session")
+def faulty_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package of plugins that fail where AIOS calls them, installed like the example."""
+    base = tmp_path_factory.mktemp("faulty")
+    package = base / "src" / "src" / "acme_faulty"
+    package.mkdir(parents=True)
+    (base / "src" / "pyproject.toml").write_text(FAULTY_PYPROJECT)
+    (package / "__init__.py").write_text("")
+    (package / "actions.py").write_text(FAULTY_ACTIONS)
+    (package / "model_user.py").write_text(FAULTY_MODEL_USER)
+    (package / "probes.py").write_text(FAULTY_PROBES)
+    site = base / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(base / "src"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return site
+
+
+def write_playbooks(folder: Path, *playbooks: dict[str, Any]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for playbook in playbooks:
+        (folder / f"{playbook['id']}.yaml").write_text(yaml.safe_dump(playbook, sort_keys=False))
+    return folder
+
+
+def on(event_type: str, pid: str, *actions: dict[str, Any], **more: Any) -> dict[str, Any]:
+    return {"id": pid, "trigger": {"type": event_type}, "actions": list(actions), **more}
+
+
+def test_a_plugin_check_that_raises_is_a_problem_naming_the_plugin_and_the_rest_load(
+    faulty_site: Path, home: HomePaths, tmp_path: Path
+) -> None:
+    folder = write_playbooks(
+        tmp_path / "books",
+        on("acme.a", "good", {"type": "wait", "duration": "0s"}),
+        on("acme.b", "strict", {"type": "acme.strict", "key": "boom"}),
+        on(
+            "acme.c",
+            "picky",
+            {"type": "wait", "duration": "0s"},
+            verify={"probe": "acme.picky", "queue": "q", "expect": "==0"},
+        ),
+    )
+    env = plugin_env(faulty_site, home)
+    done = run_aios(env, "playbooks", "validate", str(folder), "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    result = json.loads(done.stdout)
+    assert result["playbooks"] == ["good"]  # the valid one in the same folder loads
+    problems = {p["playbook"]: p for p in result["problems"]}
+    assert set(problems) == {"strict", "picky"}
+    strict = problems["strict"]
+    assert strict["file"] == str(folder / "strict.yaml") and strict["line"] == 5
+    assert strict["field"] == "actions[0]"
+    assert strict["message"] == (
+        "the action plugin acme.strict (acme_faulty.actions:StrictAction, from acme-faulty 1.0) "
+        "failed checking its parameters: KeyError: 'boom'"
+    )
+    picky = problems["picky"]
+    assert picky["field"] == "verify" and picky["line"] is not None
+    assert picky["message"] == (
+        "the probe plugin acme.picky (acme_faulty.probes:picky, from acme-faulty 1.0) failed "
+        'checking its parameters: TypeError: can only concatenate str (not "int") to str'
+    )
+    # The reactor's own loading (strict) refuses them with the same words, no traceback.
+    react = run_aios(env, "react", "--once", "--playbooks", str(folder))
+    assert react.returncode == 2 and "Traceback" not in react.stderr, react.stderr
+    assert "failed checking its parameters: TypeError" in react.stderr
+
+
+def test_a_plugin_action_that_exits_fails_its_remediation_and_the_reactor_goes_on(
+    faulty_site: Path, home: HomePaths, tmp_path: Path
+) -> None:
+    folder = write_playbooks(
+        tmp_path / "books",
+        on("acme.exit_now", "exits", {"type": "acme.exits"}),
+        on("acme.undo_unknown", "undo", {"type": "acme.unknown_undo"}),
+        on("acme.after", "after", {"type": "wait", "duration": "0s"}),
+    )
+    env = plugin_env(faulty_site, home)
+    for kind in ("acme.exit_now", "acme.undo_unknown", "acme.after"):
+        assert run_aios(env, "emit", kind).returncode == 0
+    react = ["react", "--once", "--json", "--since", "1h", "--playbooks", str(folder)]
+    done = run_aios(env, *react)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    outcomes = {o["playbook"]: o for o in map(json.loads, done.stdout.splitlines())}
+    assert outcomes["exits"]["status"] == "failed"
+    assert outcomes["exits"]["reason"] == "acme.exits failed: SystemExit: 3"
+    assert outcomes["undo"]["status"] == outcomes["after"]["status"] == "unverified"
+    finished = {
+        p["playbook"]: p["outcome"]
+        for _, _, p, _ in events_of(home, "type = 'remediation.finished'")
+    }
+    assert finished == {"exits": "failed", "undo": "unverified", "after": "unverified"}
+    completed = {p["action"]: p for _, _, p, _ in events_of(home, "type = 'action.completed'")}
+    assert set(completed) == {"acme.unknown_undo", "wait"}  # the exit completed nothing
+    assert completed["acme.unknown_undo"]["reversible"] is False
+    assert "reversible_error" not in completed["wait"]
+    assert completed["acme.unknown_undo"]["reversible_error"] == (
+        "acme.unknown_undo: is_reversible() failed (SystemExit: 4)"
+    )
+    # The same events again: every remediation is finished, none is resumed or run twice.
+    again = run_aios(env, *react)
+    assert again.returncode == 0, again.stderr
+    statuses = {o["playbook"]: o["reason"] for o in map(json.loads, again.stdout.splitlines())}
+    assert statuses == {
+        "exits": "already done (failed)",
+        "undo": "already done (unverified)",
+        "after": "already done (unverified)",
+    }
+    assert len(events_of(home, "type = 'action.started'")) == 3
+
+
+def test_a_plugin_floor_that_raises_counts_as_high_risk_and_says_why(
+    faulty_site: Path, home: HomePaths, tmp_path: Path
+) -> None:
+    folder = write_playbooks(
+        tmp_path / "books", on("acme.floor", "no_floor", {"type": "acme.no_floor"})
+    )
+    env = plugin_env(faulty_site, home)
+    listed = run_aios(env, "playbooks", "list", "--json", "--playbooks", str(folder))
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    [row] = [r for r in json.loads(listed.stdout) if r["id"] == "no_floor"]
+    assert (row["risk"], row["effective_risk"], row["needs_approval"]) == ("low", "high", True)
+    why = "acme.no_floor: floor() failed (RuntimeError: the risk table is missing)"
+    assert row["risk_problems"] == [why]
+    table = run_aios(env, "playbooks", "list", "--playbooks", str(folder))
+    assert f"no_floor: counted as high risk: {why}" in " ".join(table.stderr.split())
+    assert run_aios(env, "emit", "acme.floor").returncode == 0
+    dry = run_aios(
+        env, "react", "--once", "--dry-run", "--json", "--since", "1h", "--playbooks", str(folder)
+    )
+    assert dry.returncode == 0, dry.stderr
+    [(_, _, matched, _)] = events_of(home, "type = 'playbook.matched'")
+    assert matched["effective_risk"] == "high" and matched["needs_approval"] is True
+    assert matched["risk_problems"] == [why]
+
+
+IMPORT_ORDER = """\
+import json, sys
+if sys.argv[1] == "discovery first":
+    from aios.plugins import discovery
+    discovery.discover()
+from aios.playbooks.model import Playbook
+from aios.plugins import discovery
+try:
+    Playbook.model_validate(
+        {"id": "p", "trigger": {"type": "a.b"}, "actions": [{"type": "acme.model_user"}]}
+    )
+    verdict = "valid"
+except Exception as exc:
+    verdict = f"{type(exc).__name__}: {exc}"
+record = discovery.record("action", "acme.model_user")
+print(json.dumps([verdict, record.status, record.error]))
+"""
+
+
+@pytest.mark.parametrize("order", ["discovery first", "model first"])
+def test_a_plugin_importing_the_playbook_model_works_whichever_is_imported_first(
+    faulty_site: Path, home: HomePaths, order: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_ORDER, order],
+        capture_output=True,
+        text=True,
+        env=plugin_env(faulty_site, home),
+        cwd=PROJECT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert json.loads(done.stdout) == ["valid", "loaded", None]
+
+
+def exiting_collector(ctx: Any) -> list[dict[str, Any]]:
+    raise SystemExit(5)
+
+
+def spoofing_collector(ctx: Any) -> list[dict[str, Any]]:
+    return [{"type": "remediation.finished", "source": "aios.reactor", "payload": {}}]
+
+
+def test_a_collector_that_exits_or_claims_an_aios_source_is_reported_and_the_rest_run(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aios
+    from aios.config import load_config
+    from aios.observe.monitor import run_cycle
+
+    found = records(
+        "collector",
+        point("aios.collectors", "acme.a_exits", "exiting_collector"),
+        point("aios.collectors", "acme.b_spoof", "spoofing_collector"),
+        point("aios.collectors", "acme.c_good", "good_collector"),
+    )
+    monkeypatch.setattr(discovery, "_found", found)
+    report = run_cycle(aios.bus(), home, load_config(home))
+    assert report.failed_steps == []
+    failed = {p["plugin"]: p["error"] for _, _, p, _ in events_of(home, "type = 'plugin.failed'")}
+    assert failed["acme.a_exits"] == "SystemExit: 5"
+    assert "[0].source" in failed["acme.b_spoof"] and "belong to AIOS" in failed["acme.b_spoof"]
+    assert events_of(home, "type = 'remediation.finished'") == []
+    assert [s for _, s, _, _ in events_of(home, "type = 'acme.tick'")] == ["plugin.acme.c_good"]
+
+
+def exiting_backend(paths: Any, config: Any) -> Any:
+    raise SystemExit(6)
+
+
+def test_a_memory_backend_that_exits_is_a_plugin_error(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios.config import load_config
+    from aios.memory.palace import make_backend
+    from aios.plugins import PluginError
+
+    found = records(
+        "memory_backend", point("aios.memory_backends", "acme.exits", "exiting_backend")
+    )
+    monkeypatch.setattr(discovery, "_found", found)
+    monkeypatch.setenv("AIOS_MEMORY__BACKEND", "acme.exits")
+    with pytest.raises(PluginError, match=r"memory backend 'acme.exits' failed: SystemExit: 6"):
+        make_backend(home, load_config(home))
+
+
+class Exiter(PluginAgent):
+    name = "acme_exiter"
+
+    def run(self, context: Any) -> dict[str, Any]:
+        raise SystemExit(7)
+
+
+class Rememberer(PluginAgent):
+    name = "acme_rememberer"
+
+    def run(self, context: Any) -> dict[str, Any]:
+        memory = context.memory()
+        memory.store("own", "a note of my own")
+        return {"agent": context.agent, "sees": sorted(m.key for m in memory.query("note", 5))}
+
+
+def test_a_plugin_agent_that_exits_fails_its_run_and_its_memory_is_its_own_view(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aios
+    from aios.config import load_config
+    from aios.memory.palace import MemoryPalace
+    from aios.plugins import AgentContext, PluginError
+    from aios.plugins.agents import run_agent
+
+    monkeypatch.setenv("AIOS_MEMORY__BACKEND", "json")
+    config = load_config(home)
+    context = AgentContext(aios.bus(), home, config)
+    with pytest.raises(PluginError, match=r"agent 'acme_exiter' exited: SystemExit: 7"):
+        run_agent("acme_exiter", Exiter, context)
+    [(_, _, failed, _)] = events_of(home, "type = 'task.failed'")
+    assert "SystemExit: 7" in str(failed)
+
+    operator = MemoryPalace.open(paths=home, config=config)
+    operator.for_agent("acme_other").store("private", "a note of another agent")
+    result = run_agent("acme_rememberer", Rememberer, context)
+    assert result == {"agent": "acme_rememberer", "sees": ["own"]}  # not the other's note
+    mine = operator.get("own")
+    assert mine is not None and mine.owner == "acme_rememberer"

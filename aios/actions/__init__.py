@@ -2,8 +2,9 @@
 
 The seed's ``kill_process`` is accepted as ``process.kill``. The ``prefect.*`` actions act on
 the Prefect server (deployments, flow runs, global concurrency limits). Plugin action types
-(the ``aios.actions`` entry point group) join ``ACTION_TYPES`` and ``AnyAction``, both built
-once at first use.
+(the ``aios.actions`` entry point group) join ``ACTION_TYPES``, ``AnyAction`` and
+``actions_adapter()``, built once at first use (after plugin discovery). A plugin's parameter
+check that raises anything, not just a validation error, is a refusal naming the plugin.
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Annotated, Any, Union
 
-from pydantic import Discriminator, Tag
+from pydantic import (
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from aios.actions.base import ALIASES, ActionContext, ActionPlan, ActionSpec, Risk
 from aios.actions.config_update import ConfigUpdate
@@ -76,8 +86,37 @@ def action_types() -> dict[str, type[ActionSpec]]:
         return found
 
 
+def _guard(name: str) -> WrapValidator:
+    """Validation of plugin action ``name`` that turns whatever its own validators raise
+    (KeyError, SystemExit, ...) into a validation error naming the plugin."""
+
+    def guard(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise
+        except (Exception, SystemExit) as exc:  # someone else's code: a refusal, not a crash
+            from aios.plugins.discovery import describe
+
+            detail = (
+                f"the {describe('action', name)} failed checking its parameters: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise PydanticCustomError(
+                "plugin_failed", "{detail}", {"detail": detail[:2000]}
+            ) from None
+
+    return WrapValidator(guard)
+
+
+def _member(name: str, cls: type[ActionSpec]) -> Any:
+    if name in BUILTIN_ACTION_TYPES:
+        return Annotated[cls, Tag(name)]
+    return Annotated[cls, _guard(name), Tag(name)]
+
+
 def _union_of(types: dict[str, type[ActionSpec]]) -> Any:
-    members = tuple(Annotated[cls, Tag(name)] for name, cls in types.items())
+    members = tuple(_member(name, cls) for name, cls in types.items())
     return Annotated[
         Union[members],  # noqa: UP007 - a union built from a tuple at run time
         Discriminator(
@@ -96,6 +135,22 @@ def _union() -> Any:
                 return _union_of(types)
             _built["union"] = _union_of(types)
         return _built["union"]
+
+
+def actions_adapter() -> TypeAdapter[list[ActionSpec]]:
+    """Validates a playbook's ``actions``: a non-empty list, each item of a known type
+    (plugins included, once they are discovered)."""
+    with _lock:
+        if "adapter" in _built:
+            adapter: TypeAdapter[list[ActionSpec]] = _built["adapter"]
+            return adapter
+        union = _union()
+        made: TypeAdapter[list[ActionSpec]] = TypeAdapter(
+            Annotated[list[union], Field(min_length=1)]  # type: ignore[valid-type, arg-type]
+        )
+        if "union" in _built:  # final: kept (asked during discovery, it is not)
+            _built["adapter"] = made
+        return made
 
 
 if TYPE_CHECKING:
@@ -122,4 +177,5 @@ __all__ = [
     "AnyAction",
     "Risk",
     "action_types",
+    "actions_adapter",
 ]

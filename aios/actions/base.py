@@ -8,11 +8,16 @@
 
 ``risk_floor`` is the least risk an action of that kind carries: a playbook may declare more,
 never less. String parameters may refer to the triggering event with ``${path}``, for example
-``${labels.agent}`` or ``${payload.pid}``.
+``${labels.agent}`` or ``${payload.pid}``. No parameter may hold NaN or infinity.
+
+``guarded_floor`` and ``guarded_reversible`` ask an action for its floor and reversibility
+without letting a failing one (a plugin's) raise: a floor that fails counts as high risk, a
+reversibility that fails as irreversible, and the reason is returned with it.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -131,10 +136,40 @@ def _lookup(path: str, event: Event) -> Any:
 ALIASES = {"kill_process": "process.kill"}
 
 
-class ActionSpec(BaseModel):
-    """Base of the action models; subclasses set ``type`` and implement the contract."""
+MAX_PARAM_DEPTH = 64
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+def non_finite_at(value: Any, path: str, depth: int = 0) -> str | None:
+    """Where ``value`` holds NaN or infinity (``path`` extended through lists, tuples, dicts
+    and models), or None when it holds none; nesting beyond MAX_PARAM_DEPTH is not looked
+    into (the parameters' own models bound it)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if depth >= MAX_PARAM_DEPTH:
+        return None
+    if isinstance(value, BaseModel):
+        value = dict(value)
+    if isinstance(value, dict):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = non_finite_at(item, where, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+class ActionSpec(BaseModel):
+    """Base of the action models; subclasses set ``type`` and implement the contract.
+
+    A number field refuses NaN and infinity (``allow_inf_nan``, inherited by every subclass);
+    a field of any other type (a mapping, ``Any``) is searched for them after validation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     type: str
     risk_floor: ClassVar[Risk] = Risk.LOW
@@ -146,6 +181,14 @@ class ActionSpec(BaseModel):
         if isinstance(data, dict) and data.get("type") in ALIASES:
             data = {**data, "type": ALIASES[data["type"]]}
         return data
+
+    @model_validator(mode="after")
+    def _no_nan_or_infinity(self) -> ActionSpec:
+        for name in type(self).model_fields:
+            where = non_finite_at(getattr(self, name), name)
+            if where is not None:
+                raise ValueError(f"{where}: NaN and infinity are not allowed")
+        return self
 
     def floor(self) -> Risk:
         """The least risk of this action with these parameters (some depend on them)."""
@@ -162,3 +205,32 @@ class ActionSpec(BaseModel):
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
         raise IrreversibleError(f"{self.type} cannot be undone")
+
+
+def _failure(what: str, action: ActionSpec, exc: BaseException) -> str:
+    return f"{action.type}: {what} failed ({type(exc).__name__}: {exc})"[:2000]
+
+
+def guarded_floor(action: ActionSpec) -> tuple[Risk, str | None]:
+    """``action.floor()`` and None; ``Risk.HIGH`` and the reason when it raises (SystemExit
+    included) or gives something that is not a Risk: an action whose risk cannot be told is
+    treated as the riskiest."""
+    try:
+        found = action.floor()
+    except (Exception, SystemExit) as exc:  # a plugin's code: any failure is a high risk
+        return Risk.HIGH, _failure("floor()", action, exc)
+    if not isinstance(found, Risk):
+        return Risk.HIGH, f"{action.type}: floor() gave {found!r}, not a Risk"[:2000]
+    return found, None
+
+
+def guarded_reversible(action: ActionSpec) -> tuple[bool, str | None]:
+    """``action.is_reversible()`` and None; False and the reason when it raises (SystemExit
+    included) or gives something that is not a bool."""
+    try:
+        found = action.is_reversible()
+    except (Exception, SystemExit) as exc:  # a plugin's code: unknown means irreversible
+        return False, _failure("is_reversible()", action, exc)
+    if not isinstance(found, bool):
+        return False, f"{action.type}: is_reversible() gave {found!r}, not true or false"[:2000]
+    return found, None

@@ -95,6 +95,7 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
                 "actions": [a.type for a in playbook.actions],
                 "risk": playbook.risk.value,
                 "effective_risk": playbook.effective_risk().value,
+                "risk_problems": playbook.risk_problems(),
                 "needs_approval": earned.needs_approval(playbook, approve_from),
                 "autonomy": earned.level(playbook, approve_from),
                 "promotion_earned": earned.earned,
@@ -137,6 +138,9 @@ def list_playbooks(playbooks: PlaybooksOpt = None, as_json: JsonOpt = False) -> 
             ],
         )
     )
+    for r in rows:
+        for why in r["risk_problems"]:
+            err_console.print(Text(f"{r['id']}: counted as high risk: {why}", style="yellow"))
 
 
 @app.command()
@@ -392,7 +396,7 @@ def test(
     for action, ctx in zip(playbook.actions, contexts, strict=True):
         try:
             plans.append(action.plan(ctx).to_dict())
-        except Exception as exc:  # a plan that fails is what the user needs to see
+        except (Exception, SystemExit) as exc:  # a plan that fails is what the user needs to see
             errors.append(f"{action.type}: {exc}")
             plans.append({"action": action.type, "summary": f"cannot plan: {exc}"})
     result = {

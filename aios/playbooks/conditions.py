@@ -30,7 +30,8 @@ from pydantic import (
     field_validator,
 )
 
-from aios.event import Event
+from aios.errors import EventValidationError
+from aios.event import Event, check_json_value
 from aios.event_paths import MISSING, resolve, split_path
 
 
@@ -242,7 +243,7 @@ OPERATORS: dict[str, Operator] = {
 class Compare(BaseModel):
     """``path`` ``op`` ``value``: one comparison."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     path: str = Field(description="Dotted path into the event, e.g. payload.value, labels.host.")
     value: Any = Field(default=None, description="What to compare with (not needed for exists).")
@@ -254,13 +255,25 @@ class Compare(BaseModel):
         split_path(path)
         return path
 
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: Any) -> Any:
+        # What an event can hold: plain, finite JSON. NaN would make ``ne`` always true.
+        try:
+            check_json_value(value, "value")
+        except EventValidationError as exc:
+            raise ValueError(exc.reason) from None
+        return value
+
     @field_validator("op")
     @classmethod
     def _check_op(cls, op: str, info: ValidationInfo) -> str:
         operator = OPERATORS.get(op)
         if operator is None:
             raise ValueError(f"unknown operator {op!r} (known: {', '.join(OPERATORS)})")
-        value = info.data.get("value")
+        if "value" not in info.data:
+            return op  # the value was refused already; its error says why
+        value = info.data["value"]
         problem = operator.check(True if op == "exists" and value is None else value)
         if problem:
             raise ValueError(f"operator {op}: {problem}")
@@ -268,17 +281,19 @@ class Compare(BaseModel):
 
 
 class AllOf(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     all: list[Condition] = Field(description="Every condition holds.")
 
 
 class AnyOf(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     any: list[Condition] = Field(description="At least one condition holds.")
 
 
 class NotOf(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
     not_: Condition = Field(alias="not", description="The condition does not hold.")
 
 

@@ -2,8 +2,10 @@
 
 A file holds one playbook, a list of them, or ``{playbooks: [...]}``. Every problem names the
 file, the line (found from the YAML node marks), the playbook id and the field. Duplicate ids
-across the files are errors. YAML is read with the safe loader, files are capped in size and in
-how many nodes they expand to (so an alias bomb is refused rather than loaded).
+across the files are errors. Whatever a playbook's validation raises (a plugin's parameter
+check included) is a problem of that playbook; the others still load. YAML is read with the
+safe loader, files are capped in size and in how many nodes they expand to (so an alias bomb
+is refused rather than loaded).
 """
 
 from __future__ import annotations
@@ -313,6 +315,13 @@ def load_file(path: Path) -> LoadResult:
             continue
         except RecursionError:
             result.problems.append(Problem(name, None, pid, None, "nested too deeply"))
+            continue
+        # Plugin validators are guarded where they are called (the message names the plugin);
+        # anything else that escapes validation still only stops this playbook.
+        except (Exception, SystemExit) as exc:
+            line = _closest_line(lines, base)
+            message = f"could not be checked: {type(exc).__name__}: {exc}"[:2000]
+            result.problems.append(Problem(name, line, pid, None, message))
             continue
         playbook._source = name
         playbook._line = _closest_line(lines, base) or 1

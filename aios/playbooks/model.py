@@ -21,27 +21,39 @@ The seed's JSON form is accepted as it is: ``trigger.event_type``; ``conditions:
 "cpu", "threshold": 80}`` (each key an equality on the payload, ``threshold`` meaning
 ``payload.value >= threshold``); ``verify: {"metric": ..., "expected": "<70"}``;
 ``validation: {"check": "cpu_below_threshold", "threshold": 70}``; ``kill_process``.
+
+No number anywhere in a playbook may be NaN or infinite (a condition ``ne`` NaN would always
+hold), and the windows (``within``, ``once_within``, ``window``, ``flap_window``, ``interval``)
+are longer than 0s. The action types are looked up when a playbook is validated, so plugin
+actions are known whatever was imported first.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PrivateAttr,
+    SerializeAsAny,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
-from aios.actions import AnyAction
-from aios.actions.base import Risk
+from aios.actions.base import ActionSpec, Risk, guarded_floor
 from aios.durations import Duration
+from aios.errors import EventValidationError
+from aios.event import check_json_value
 from aios.event_filter import compile_glob
 from aios.event_paths import split_path
 from aios.playbooks.conditions import AllOf, AnyOf, Compare, Condition, NotOf
@@ -56,22 +68,55 @@ def _check_paths(paths: list[str]) -> list[str]:
     return paths
 
 
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+def _validate_actions(value: Any, handler: ValidatorFunctionWrapHandler) -> list[ActionSpec]:
+    """The actions, validated against the action types known now: the set is looked up at
+    each validation, never when this module is imported, so the plugins a process has are
+    all known whichever of them (or of this module) is imported first."""
+    from aios.actions import actions_adapter
+
+    return actions_adapter().validate_python(value)
+
+
+class _ActionsSchema:
+    """The JSON schema of ``actions``, made from the action types known when it is asked
+    for (plugins included)."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        from aios.actions import actions_adapter
+
+        return handler(actions_adapter().core_schema)
+
+
+Actions = Annotated[
+    list[SerializeAsAny[ActionSpec]], WrapValidator(_validate_actions), _ActionsSchema()
+]
+
+
 class Threshold(BaseModel):
     """Fire only after ``count`` matching events within ``within`` (per group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     count: int = Field(ge=1, description="How many matching events are needed.")
     within: Duration = Field(description="The sliding window they must fall in.")
     group_by: list[str] = Field(default_factory=list, description="Paths to count separately by.")
 
     _paths = field_validator("group_by")(_check_paths)
+    _window = field_validator("within")(_positive)
 
 
 class Throttle(BaseModel):
     """Fire at most once per ``once_within`` (per group)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     once_within: Duration = Field(description="After firing, stay quiet this long.")
     group_by: list[str] = Field(
@@ -79,12 +124,13 @@ class Throttle(BaseModel):
     )
 
     _paths = field_validator("group_by")(_check_paths)
+    _window = field_validator("once_within")(_positive)
 
 
 class Limits(BaseModel):
     """Circuit breaker settings (seed defaults)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_runs: int = Field(default=3, ge=1, description="Runs per target within window.")
     window: Duration = Field(default=timedelta(hours=24), description="Window for max_runs.")
@@ -106,12 +152,13 @@ class Limits(BaseModel):
     )
 
     _paths = field_validator("target_by")(_check_paths)
+    _windows = field_validator("window", "flap_window")(_positive)
 
 
 class VerifySpec(BaseModel):
     """A probe and what it should read, polled from ``after`` until ``within``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     probe: str = Field(description=f"One of: {', '.join(PROBES)}.")
     expect: str = Field(description="<70, <=70, >5, ==3, !=0, 10..20, or a value.")
@@ -164,8 +211,14 @@ class VerifySpec(BaseModel):
             )
         return data
 
+    _interval = field_validator("interval")(_positive)
+
     @model_validator(mode="after")
     def _check(self) -> VerifySpec:
+        try:
+            check_json_value(self.params, "params")
+        except EventValidationError as exc:
+            raise ValueError(str(exc)) from None
         check_params(self.probe, self.params)
         Expectation.parse(self.expect)
         return self
@@ -191,7 +244,9 @@ def _seed_conditions(conditions: dict[str, Any]) -> list[dict[str, Any]]:
 class Trigger(BaseModel):
     """Which events start the playbook."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     type: str = Field(
         validation_alias=AliasChoices("type", "event_type"),
@@ -226,13 +281,15 @@ class Trigger(BaseModel):
 class Playbook(BaseModel):
     """A remediation: when ``trigger`` fires, run ``actions``, then ``verify``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
 
     id: str = Field(description="Unique id: letters, digits, _ . -")
     description: str = Field(default="", description="What it fixes and how.")
     enabled: bool = Field(default=True, description="Disabled playbooks match but never run.")
     trigger: Trigger
-    actions: list[AnyAction] = Field(min_length=1, description="Run in order.")
+    actions: Actions = Field(description="Run in order (at least one).")
     risk: Risk = Field(
         default=Risk.LOW, description="Declared risk; the actions' floors can only raise it."
     )
@@ -263,11 +320,16 @@ class Playbook(BaseModel):
         return f"{self._source}:{self._line}" if self._line else self._source
 
     def effective_risk(self) -> Risk:
-        """The declared risk raised to the highest floor of the actions."""
+        """The declared risk raised to the highest floor of the actions (an action whose
+        floor cannot be told counts as high: see ``risk_problems``)."""
         risk = self.risk
         for action in self.actions:
-            risk = risk.at_least(action.floor())
+            risk = risk.at_least(guarded_floor(action)[0])
         return risk
+
+    def risk_problems(self) -> list[str]:
+        """Why actions count as high risk whatever they declare: their ``floor()`` failed."""
+        return [why for action in self.actions if (why := guarded_floor(action)[1]) is not None]
 
     def needs_approval(self, approve_from: str = "medium") -> bool:
         """Whether a person must say yes first: medium or high risk, ``auto_execute`` off, or

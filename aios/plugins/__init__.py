@@ -21,7 +21,11 @@ In a distribution's ``pyproject.toml``::
     "acme.restart_service" = "acme_aios.actions:RestartService"
 
 A plugin that does not import, or is not what its group expects, is listed as failed with the
-reason (``aios plugins list``) and left out; it never stops AIOS.
+reason (``aios plugins list``) and left out; it never stops AIOS. Once loaded, whatever its code
+raises where AIOS calls it (SystemExit included; only Ctrl-C goes through) fails that one step,
+named after the plugin: a playbook that does not load, a remediation that fails, a probe reading
+that fails, a collector reported as ``plugin.failed``, an agent run that fails. An action whose
+``floor()`` fails counts as high risk.
 """
 
 from __future__ import annotations

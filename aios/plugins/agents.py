@@ -6,6 +6,7 @@ Prefect.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aios.plugins.discovery import PluginError
@@ -16,12 +17,18 @@ from aios.track import track
 def run_agent(name: str, agent_type: type, context: AgentContext) -> dict[str, Any]:
     """Run agent ``name`` (an instance of ``agent_type``) once; what its ``run`` returned.
 
-    The run is recorded as ``task.started`` / ``task.completed`` (or ``task.failed``) of agent
-    ``name``. Raises PluginError when ``run`` returns something other than a dict; whatever
-    ``run`` raises is recorded and passed on.
+    The agent gets ``context`` as agent ``name`` (its ``memory()`` is that agent's view). The
+    run is recorded as ``task.started`` / ``task.completed`` (or ``task.failed``) of agent
+    ``name``. Raises PluginError when ``run`` returns something other than a dict or exits
+    (SystemExit, which would otherwise end the flow's process); whatever else ``run`` raises is
+    recorded and passed on.
     """
+    context = dataclasses.replace(context, agent=name)
     with track(f"{name}.run", agent=name, bus=context.bus):
-        result = agent_type().run(context)
+        try:
+            result = agent_type().run(context)
+        except SystemExit as exc:
+            raise PluginError(f"agent {name!r} exited: SystemExit: {exc}") from None
         if not isinstance(result, dict):
             raise PluginError(f"agent {name!r}: run returned {type(result).__name__}, not a dict")
     return result

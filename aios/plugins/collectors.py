@@ -1,7 +1,9 @@
 """Plugin collectors in the monitor cycle: each called on its own, its events validated.
 
-A collector that raises or returns something that is not a list of valid events is reported
-as one ``plugin.failed`` event (with the reason) and emits nothing; the others still run.
+A collector that raises (SystemExit included) or returns something that is not a list of valid
+events is reported as one ``plugin.failed`` event (with the reason) and emits nothing; the others
+still run. An event's source defaults to ``plugin.<name>``; a source of AIOS's own (``aios.*``)
+is refused, as it is from any sender outside AIOS.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from aios.bus import EventBus
 from aios.config import AIOSConfig
 from aios.errors import EventValidationError
-from aios.event import Event
+from aios.event import Event, check_outside_source
 from aios.home import HomePaths
 from aios.plugins.discovery import GROUPS, Kind, loaded
 from aios.plugins.interfaces import CollectorContext
@@ -41,7 +43,13 @@ def _events(name: str, returned: Any) -> list[dict[str, Any]]:
     for index, item in enumerate(returned):
         if not isinstance(item, Mapping):
             raise TypeError(f"item {index} is {type(item).__name__}, not an event dict")
-        events.append({"source": f"plugin.{name}", **item})
+        event = {"source": f"plugin.{name}", **item}
+        if isinstance(event["source"], str):  # another type is refused with the event
+            try:
+                check_outside_source(event["source"])
+            except EventValidationError as exc:
+                raise exc.within(f"[{index}]") from None
+        events.append(event)
     return events
 
 
@@ -58,7 +66,8 @@ def run_collectors(
             emitted += bus.emit_many(
                 [failure_event("collector", name, f"invalid event {exc}", source)]
             )
-        except Exception as exc:  # someone else's code: reported, and the cycle goes on
+        # Someone else's code (a sys.exit() too): reported, and the cycle goes on.
+        except (Exception, SystemExit) as exc:
             logger.warning("collector %s failed: %s", name, exc)
             reason = f"{type(exc).__name__}: {exc}"
             emitted += bus.emit_many([failure_event("collector", name, reason, source)])

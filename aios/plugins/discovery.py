@@ -161,6 +161,19 @@ def record(kind: Kind, name: str) -> PluginRecord | None:
     return next((r for r in discover() if r.kind == kind and r.name == name), None)
 
 
+def describe(kind: Kind, name: str) -> str:
+    """How to name plugin ``name`` of ``kind`` to a person: ``action plugin acme.x
+    (acme_aios.actions:X, from acme-aios 1.0)``, with as much of that as is known."""
+    what = f"{kind.replace('_', ' ')} plugin {name}"
+    found = next((r for r in (_found or []) if r.kind == kind and r.name == name), None)
+    if found is None:
+        return what
+    if found.distribution:
+        origin = f", from {found.distribution} {found.version or ''}".rstrip()
+        return f"{what} ({found.entry_point}{origin})"
+    return f"{what} ({found.entry_point})"
+
+
 def require(kind: Kind, name: str) -> Any:
     """The loaded plugin ``name`` of ``kind``; PluginError saying why when there is none."""
     found = record(kind, name)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aios.bus import EventBus
     from aios.config import AIOSConfig
     from aios.home import HomePaths
+    from aios.memory.palace import MemoryPalace
     from aios.memory.records import MemoryBackend
     from aios.probes import ProbeContext
 
@@ -98,13 +99,26 @@ class Schedule:
 @dataclass(frozen=True)
 class AgentContext:
     """What a plugin agent's ``run`` gets: the bus to emit events on, the home's paths, the
-    effective configuration, and the result of the stage before it (an empty dict when it
-    runs on its own)."""
+    effective configuration, the result of the stage before it (an empty dict when it runs on
+    its own), and ``agent``, the name it runs as (set by ``aios.plugins.agents.run_agent``)."""
 
     bus: EventBus
     paths: HomePaths
     config: AIOSConfig
     previous: dict[str, Any] = field(default_factory=dict)
+    agent: str = ""
+
+    def memory(self, collection: str = "memories") -> MemoryPalace:
+        """This agent's view of the memory palace (``MemoryPalace.for_agent``): its own
+        memories, the shared ones and those shared with it, never another agent's. Raises
+        PluginError when the context names no agent."""
+        from aios.memory.palace import MemoryPalace
+        from aios.plugins.discovery import PluginError
+
+        if not self.agent:
+            raise PluginError("this agent context names no agent: it has no memory view")
+        palace = MemoryPalace.open(collection, paths=self.paths, config=self.config, bus=self.bus)
+        return palace.for_agent(self.agent)
 
 
 class PluginAgent:

@@ -55,17 +55,17 @@ def protocol_problems(obj: Any, protocol: type) -> list[str]:
 def plugin_backend(name: str, paths: HomePaths, config: AIOSConfig) -> MemoryBackend:
     """The memory backend plugin ``name`` makes for this home.
 
-    Raises PluginError when the plugin is not installed, did not load, fails, or makes an
-    object that does not satisfy the protocol.
+    Raises PluginError when the plugin is not installed, did not load, fails (raises anything,
+    SystemExit included), or makes an object that does not satisfy the protocol.
     """
     from aios.memory.records import MemoryBackend
 
     factory = require("memory_backend", name)
     try:
         backend = factory(paths, config)
-    except Exception as exc:  # the plugin's own failure, named as such
+        problems = protocol_problems(backend, MemoryBackend)  # reads the backend's attributes
+    except (Exception, SystemExit) as exc:  # the plugin's own failure (or exit), named as such
         raise PluginError(f"memory backend {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    problems = protocol_problems(backend, MemoryBackend)
     if problems:
         raise PluginError(f"memory backend {name!r} is not a MemoryBackend: {'; '.join(problems)}")
     return cast("MemoryBackend", backend)

@@ -8,6 +8,11 @@ reactors never run the same one); runs the actions in order; polls the verify pr
 back in reverse order when an action fails or the verify fails. A remediation without verify
 ends ``unverified``, never ``succeeded``.
 
+Every call into an action's or a probe's code (plan, execute, rollback, floor, is_reversible,
+a verify reading) is guarded against any exception, SystemExit included: a plugin that fails or
+exits fails its remediation, never the reactor. Only KeyboardInterrupt (Ctrl-C) goes through;
+a remediation it interrupts is rolled back by ``roll_back_interrupted``.
+
 A remediation's id follows from the triggering event and the playbook, so running the same
 trigger again (a retried flow run) finds the actions already completed in the log and does not
 repeat them; an approval decision recorded in the log is not asked for again.
@@ -39,6 +44,8 @@ from aios.actions.base import (
     ActionSpec,
     IrreversibleError,
     Risk,
+    guarded_floor,
+    guarded_reversible,
 )
 from aios.autonomy import Autonomy, AutonomyPolicy
 from aios.bus import EventBus, make_event
@@ -79,9 +86,19 @@ def remediation_id_of(trigger_id: str, playbook_id: str) -> str:
 
 def plan_digest(playbook: Playbook, plans: list[dict[str, Any]]) -> str:
     """What an approval is for: the playbook as loaded, and each planned action with the
-    things it would touch. A different playbook or other targets is another plan."""
+    things it would touch (processes by pid and start time). A different playbook or other
+    targets is another plan."""
     stable = [
-        {k: plan.get(k) for k in ("action", "targets", "reversible", "risk")} for plan in plans
+        {
+            **{k: plan.get(k) for k in ("action", "targets", "reversible", "risk")},
+            # A process is its pid and when it started: a pid reused meanwhile is another plan.
+            "processes": [
+                (proc.get("pid"), proc.get("start_ticks"))
+                for proc in (plan.get("details") or {}).get("processes") or []
+                if isinstance(proc, dict)
+            ],
+        }
+        for plan in plans
     ]
     document = {"playbook": playbook.model_dump(mode="json"), "plan": stable}
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
@@ -353,7 +370,8 @@ class Reactor:
             applied = lesson if lesson is not None and playbook.id == lesson.playbook else None
             try:
                 outcomes.append(self._handle(playbook, event, applied, by_trigger))
-            except Exception as exc:  # the remediation fails; the reactor goes on
+            # The remediation fails; the reactor goes on (a plugin's sys.exit() included).
+            except (Exception, SystemExit) as exc:
                 logger.exception("playbook %s on %s", playbook.id, event.id)
                 outcomes.append(Outcome(playbook.id, "failed", f"{type(exc).__name__}: {exc}"))
         return outcomes
@@ -457,8 +475,9 @@ class Reactor:
                 if self.plan_actions
                 else [unplanned(a) for a in playbook.actions]
             )
-        except Exception as exc:  # a plan that cannot be made runs nothing
-            return step.skipped("plan_failed", f"could not plan the actions: {exc}")
+        except (Exception, SystemExit) as exc:  # a plan that cannot be made runs nothing
+            why = f"could not plan the actions: {_said(exc)}"
+            return step.skipped("plan_failed", why[:2000])
         plan_dicts = [p.to_dict() for p in plans]
         if rid not in self.state.matched or self.dry_run:  # announced once per remediation
             explanation = self.index.explain(playbook.id, trigger)
@@ -472,6 +491,9 @@ class Reactor:
                 "trigger_type": trigger.type,
                 "resuming": resuming,
             }
+            risk_problems = playbook.risk_problems()
+            if risk_problems:  # why the risk is high whatever the actions declare
+                matched["risk_problems"] = risk_problems
             if step.lesson is not None:
                 matched["lesson"] = step.lesson.to_dict()
             step.chain.emit("playbook.matched", matched)
@@ -904,11 +926,14 @@ class Reactor:
                 why = f"timed out after {limit:g}s, before {action.type} (action {index})"
                 return self._give_up(playbook, rid, risk, executed, contexts, chain, base, why)
             step = {**base, "index": index, "action": action.type}
+            # Asked before it runs: afterwards, a failure here would leave it unrecorded.
+            reversible, unknown = guarded_reversible(action)
             chain.emit("action.started", {**step, "plan": plans[index].summary})
             try:
                 undo = action.execute(ctx)
-            except Exception as exc:  # whatever went wrong, undo what ran before it
-                chain.emit("action.failed", {**step, "error": str(exc)[:2000]}, Severity.MEDIUM)
+            # Whatever went wrong (a plugin's sys.exit() included), undo what ran before it.
+            except (Exception, SystemExit) as exc:
+                chain.emit("action.failed", {**step, "error": _said(exc)[:2000]}, Severity.MEDIUM)
                 restored = self._rollback(executed, contexts, chain, base)
                 outcome = "failed"
                 chain.emit(
@@ -916,17 +941,19 @@ class Reactor:
                     {
                         **base,
                         "outcome": outcome,
-                        "reason": f"{action.type} failed: {exc}",
+                        "reason": f"{action.type} failed: {_said(exc)}",
                         "rolled_back": restored,
                     },
                     Severity.MEDIUM,
                 )
                 self._refresh()
                 return Outcome(
-                    playbook.id, outcome, f"{action.type} failed: {exc}", rid, risk.value
+                    playbook.id, outcome, f"{action.type} failed: {_said(exc)}", rid, risk.value
                 )
             executed.append((index, action, undo))
-            completed = {**step, "reversible": action.is_reversible(), "target": target}
+            completed = {**step, "reversible": reversible, "target": target}
+            if unknown is not None:
+                completed["reversible_error"] = unknown
             try:
                 chain.emit("action.completed", {**completed, "undo": undo})
             except EventValidationError as exc:  # keep going; the undo lives in memory only
@@ -943,7 +970,7 @@ class Reactor:
         remaining = None if deadline is None else deadline - time.monotonic()
         try:
             result = self._verify(playbook, trigger, remaining, limit)
-        except Exception as exc:  # a probe that breaks is a verify that did not pass
+        except (Exception, SystemExit) as exc:  # a probe that breaks is a verify that failed
             result = VerifyResult(
                 False,
                 playbook.verify.probe,
@@ -1056,11 +1083,11 @@ class Reactor:
                     Severity.HIGH,
                 )
                 continue
-            except Exception as exc:  # a failed undo is escalated with the others
-                stuck.append(f"{action.type}: {exc}")
+            except (Exception, SystemExit) as exc:  # a failed undo is escalated with the others
+                stuck.append(f"{action.type}: {_said(exc)}")
                 chain.emit(
                     "rollback.failed",
-                    {**step, "irreversible": False, "error": str(exc)[:2000]},
+                    {**step, "irreversible": False, "error": _said(exc)[:2000]},
                     Severity.HIGH,
                 )
                 continue
@@ -1077,6 +1104,11 @@ class Reactor:
                 Severity.HIGH,
             )
         return restored
+
+
+def _said(exc: BaseException) -> str:
+    """What an error says; a SystemExit (a plugin calling sys.exit) is named as one."""
+    return str(exc) if isinstance(exc, Exception) else f"{type(exc).__name__}: {exc}"
 
 
 def _identity(decision: ApprovalDecision) -> dict[str, Any]:
@@ -1111,7 +1143,11 @@ def action_context(
 def unplanned(action: ActionSpec) -> ActionPlan:
     """A plan that only names the action (when the machine must not be looked at)."""
     return ActionPlan(
-        action.type, f"{action.type} (not planned)", [], action.is_reversible(), action.floor()
+        action.type,
+        f"{action.type} (not planned)",
+        [],
+        guarded_reversible(action)[0],
+        guarded_floor(action)[0],
     )
 
 
@@ -1143,6 +1179,8 @@ def describe_request(
     for number, plan in enumerate(plans, start=1):
         note = "" if plan.reversible else " [cannot be undone]"
         lines.append(f"  {number}. {plan.summary}{note}")
+    for problem in playbook.risk_problems():
+        lines.append(f"Counted as high risk: {problem}")
     lines.append(
         f"Breaker: {'open' if breaker.get('open') else 'closed'}; "
         f"{breaker.get('runs_in_window', 0)} run(s) on this target in the window, "
