@@ -30,7 +30,7 @@ from aios.evolution import (
 )
 from aios.home import HomePaths
 from aios.lessons.extract import record_judgement
-from aios.lessons.model import UPDATED, lesson_id
+from aios.lessons.model import UPDATED, lesson_id, owner_of
 from aios.lessons.projection import read_lessons
 from aios.playbooks.matcher import PlaybookIndex
 from aios.reactor.approval import Approver
@@ -209,13 +209,13 @@ def _teach(
     """The lesson of the failure the change was for learns from its verdict."""
     if verdict not in ("better", "worse"):
         return
-    sig = str(change.proposal.payload.get("signature") or "")
+    p = change.proposal.payload
+    sig = str(p.get("signature") or "")
     with open_store(paths) as con:
-        found = read_lessons(con, ids=[lesson_id(sig)])
+        found = read_lessons(con, ids=[lesson_id(sig, owner_of(p.get("agent")))])
     if not found:
         return
     lesson = found[0]
-    p = change.proposal.payload
     if lesson.fix is None or lesson.fix.get("kind") == "evolution":
         fix = {
             "kind": "evolution",

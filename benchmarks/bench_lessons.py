@@ -102,7 +102,18 @@ def phase_scale(size: int, directory: str) -> dict[str, Any]:
     for n in range(size):
         text = _lesson_text(rng, n)
         lessons.append(
-            Lesson(lesson_id(text), text, text, states[n % 3], 3, ["agent"], now, now, None)
+            Lesson(
+                lesson_id(text, "agent"),
+                text,
+                text,
+                states[n % 3],
+                3,
+                ["agent"],
+                now,
+                now,
+                None,
+                owner="agent",
+            )
         )
     index = LessonIndex.open(HomePaths(Path(directory)))
     started = time.perf_counter()

@@ -136,7 +136,7 @@ def test_a_change_that_makes_things_worse_is_rolled_back_and_the_lesson_learns(
     assert "remediation.reverted" in kinds and kinds.count("evolution.verdict") == 1
     with open_store(home) as con:
         [learnt] = read_lessons(
-            con, ids=[lesson_id(signature("TimeoutError", "search timed out after 1s"))]
+            con, ids=[lesson_id(signature("TimeoutError", "search timed out after 1s"), "writer")]
         )
     assert learnt.fix is not None and learnt.fix["kind"] == "evolution"
     assert learnt.failures == 1 and learnt.state == "draft"

@@ -1,6 +1,6 @@
-"""Lessons on a real log, store and Chroma: repeated failures become draft lessons found by
-other words, fixes that verified become their fix, remediations verify, harden and demote
-them, and the CLI shows them."""
+"""Lessons on a real log, store and Chroma: repeated failures become draft lessons (one per
+owner) found by other words, fixes that verified become their fix, remediations verify, harden
+and demote them, and the CLI shows and shares them."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from tests.conftest import run_aios
 from tests.loop_helpers import breaks, failures, fixes, remediate
 
 SEARCH = "TimeoutError: tool search timed out after <n>s (req <hex>)"
+WRITERS = lesson_id(SEARCH, "writer")  # the writer's lesson of the search timeouts
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +46,9 @@ def extract(home: HomePaths) -> ExtractReport:
     return run_pass(home)
 
 
-def lesson(home: HomePaths, sig: str = SEARCH) -> Any:
+def lesson(home: HomePaths, sig: str = SEARCH, owner: str = "writer") -> Any:
     with open_store(home) as con:
-        [found] = read_lessons(con, ids=[lesson_id(sig)])
+        [found] = read_lessons(con, ids=[lesson_id(sig, owner)])
     return found
 
 
@@ -119,11 +120,13 @@ def test_too_few_or_too_old_make_no_lesson_and_repeats_update_it(home: HomePaths
     assert [made.signature for made in first.created] == [SEARCH]
     again = extract(home)
     assert again.created == [] and again.updated == []  # nothing new: nothing recorded
-    failures(1, agent="summariser", start=now - timedelta(minutes=30))
+    failures(2, agent="summariser", start=now - timedelta(minutes=30))
+    assert extract(home).updated == []  # another agent's failures are not the writer's lesson
+    failures(1, start=now - timedelta(minutes=20))
     third = extract(home)
-    assert [seen.lesson_id for seen in third.updated] == [lesson_id(SEARCH)]
+    assert [seen.lesson_id for seen in third.updated] == [WRITERS]
     current = lesson(home)
-    assert current.count == 4 and current.agents == ["summariser", "writer"]
+    assert current.count == 4 and current.agents == ["writer"] and current.owner == "writer"
     assert kinds() == ["lesson.created", "lesson.updated"]
 
 
@@ -208,7 +211,7 @@ def test_a_similar_proven_lesson_lends_its_fix(
         "TimeoutError", "tool web_search timed out waiting 1s for a reply"
     )
     assert made.fix is not None and made.fix["playbook"] == "raise_interval"
-    assert made.fix["evidence"].startswith(f"worked on the similar lesson {lesson_id(SEARCH)}")
+    assert made.fix["evidence"].startswith(f"worked on the similar lesson {WRITERS}")
     failures(
         3,
         agent="crawler",
@@ -225,13 +228,11 @@ def test_a_lost_index_is_rebuilt_from_the_log(home: HomePaths) -> None:
     failures(3, start=datetime.now(UTC) - timedelta(hours=1))
     extract(home)
     index = LessonIndex.open(home)
-    assert index.similar("search tool timeout", 1)[0].lesson_id == lesson_id(SEARCH)
+    assert index.similar("search tool timeout", 1)[0].lesson_id == WRITERS
     shutil.rmtree(home.root / "chroma")
     rebuilt = cli(home, "lessons", "reindex")
     assert rebuilt.returncode == 0 and "1 lesson(s) indexed" in rebuilt.stdout
-    assert LessonIndex.open(home).similar("search tool timeout", 1)[0].lesson_id == lesson_id(
-        SEARCH
-    )
+    assert LessonIndex.open(home).similar("search tool timeout", 1)[0].lesson_id == WRITERS
 
 
 def test_the_cli_lists_and_refuses_what_it_cannot_show(home: HomePaths) -> None:
@@ -242,7 +243,7 @@ def test_the_cli_lists_and_refuses_what_it_cannot_show(home: HomePaths) -> None:
     listed = json.loads(cli(home, "lessons", "list", "--state", "draft", "--json").stdout)
     assert [item["signature"] for item in listed] == [SEARCH]
     table = cli(home, "lessons", "list")
-    assert lesson_id(SEARCH) in table.stdout and "none known yet" in table.stdout
+    assert WRITERS in table.stdout and "none known yet" in table.stdout
     bad_state = cli(home, "lessons", "list", "--state", "done")
     assert bad_state.returncode == 2 and "--state 'done'" in bad_state.stderr
     missing = cli(home, "lessons", "show", "lesson-nothing")
@@ -259,8 +260,9 @@ WRITER_ONLY = {
 def proven_lesson(
     home: HomePaths, root: Path, config_file: Path, shipped: Path, times: int
 ) -> Playbook:
-    """A fix written for the writer's timeouts, verified ``times`` times: a proven lesson, and a
-    shared one (the reader had the same failure), so any agent's like failure may use it."""
+    """A fix written for the writer's timeouts, verified ``times`` times: a proven lesson of
+    the writer's, which the operator shares with the crawler, so its like failure may use it
+    (the reader's same failure shares nothing)."""
     pb = fixes(config_file, "raise_interval", trigger=WRITER_ONLY, limits=LIMITS)
     (shipped / "raise_interval.json").write_text(
         json.dumps(pb.model_dump(mode="json", exclude_none=True))
@@ -271,6 +273,8 @@ def proven_lesson(
         config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
         assert remediate(home, root, pb, event).status == "succeeded"
     extract(home)
+    shared = cli(home, "lessons", "share", WRITERS, "crawler")
+    assert shared.returncode == 0 and f"crawler now sees {WRITERS} (writer's)" in shared.stdout
     return pb
 
 
@@ -320,10 +324,10 @@ def test_a_lesson_is_applied_to_a_new_similar_failure_and_verified(
     event = crawler_timeout()
     assert not PlaybookIndex([pb]).match(event), "the playbook itself does not name it"
     [item] = [i for i in plan_for(home, root, pb).items if i.event_id == event.id]
-    assert item.playbook == "raise_interval" and item.lesson_id == lesson_id(SEARCH)
+    assert item.playbook == "raise_interval" and item.lesson_id == WRITERS
     assert item.status == "proposed" and item.needs_approval  # verified, not hardened
     assert item.similarity is not None and item.similarity >= 0.4
-    fix = current_fix(home, lesson_id(SEARCH), item.similarity)
+    fix = current_fix(home, WRITERS, item.similarity)
     assert fix is not None and fix.state == "verified"
     [(_, waiting)] = runner.react_to(
         aios.bus(),
@@ -336,7 +340,7 @@ def test_a_lesson_is_applied_to_a_new_similar_failure_and_verified(
         lesson=fix,
     )
     assert waiting.status == "awaiting_approval" and waiting.request is not None
-    assert f"Suggested by lesson {lesson_id(SEARCH)} (verified" in waiting.request.description
+    assert f"Suggested by lesson {WRITERS} (verified" in waiting.request.description
     assert (
         runner.record_decision(
             aios.bus(),
@@ -364,11 +368,9 @@ def test_a_lesson_is_applied_to_a_new_similar_failure_and_verified(
         for e in aios.bus().log.events()
         if e.type == "remediation.finished" and e.correlation_id == event.id
     ]
-    assert finished.payload["lesson_id"] == lesson_id(SEARCH)
+    assert finished.payload["lesson_id"] == WRITERS
     [change] = extract(home).changes
-    assert (
-        change["lesson_id"] == lesson_id(SEARCH) and change["remediation_id"] == done.remediation_id
-    )
+    assert change["lesson_id"] == WRITERS and change["remediation_id"] == done.remediation_id
     assert lesson(home).successes == 4
 
 
@@ -387,8 +389,8 @@ def test_a_hardened_lesson_with_a_low_risk_fix_runs_without_a_person(
     config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
     event = crawler_timeout()
     [item] = [i for i in plan_for(home, root, pb).items if i.event_id == event.id]
-    assert item.lesson_id == lesson_id(SEARCH) and not item.needs_approval
-    fix = current_fix(home, lesson_id(SEARCH), item.similarity or 0.0)
+    assert item.lesson_id == WRITERS and not item.needs_approval
+    fix = current_fix(home, WRITERS, item.similarity or 0.0)
     [(_, done)] = runner.react_to(
         aios.bus(),
         home,
@@ -414,6 +416,6 @@ def test_a_demoted_lesson_is_not_applied(
     remediate(home, root, broken, later)
     extract(home)
     assert lesson(home).state == "draft"
-    assert current_fix(home, lesson_id(SEARCH), 0.9) is None
+    assert current_fix(home, WRITERS, 0.9) is None
     event = crawler_timeout()
     assert not [i for i in plan_for(home, root, pb).items if i.event_id == event.id]

@@ -1,6 +1,8 @@
 """Each agent's memories are its own: on real Chroma (embedded, in a temporary AIOS_HOME) and on
 JSON files, another agent's private memories never reach a view by query, filter, key, walk or
-a fresh process; sharing and linking reach exactly the agent meant; lessons follow the rule."""
+a fresh process, nor through a backend that filters loosely; sharing and linking reach exactly
+the agent meant, in one collection, for as long as the link stands; ``shared`` is no agent;
+lessons are kept per owner, so one agent's failure text never reaches another."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import pytest
 import aios
 from aios.event import Event
 from aios.home import HomePaths
+from aios.memory.embedding import embedder
+from aios.memory.json_backend import JsonBackend
 from aios.memory.palace import MAX_TOP_K, MemoryPalace
-from aios.memory.records import MemoryAccessError, MemoryInputError
+from aios.memory.records import Memory, MemoryAccessError, MemoryInputError, Where
 from tests.conftest import run_aios
 from tests.loop_helpers import failures, fixes, remediate
 from tests.test_memory import BACKENDS, child, word
@@ -80,7 +84,7 @@ def test_another_agents_private_memory_never_reaches_a_view(palace: MemoryPalace
     assert secret is not None and secret.text == SECRET  # untouched
     assert keys(alpha.query(SECRET, top_k=MAX_TOP_K)) == {"alpha-secret", "runbook"}
     assert (beta.count(), alpha.count(), palace.count()) == (2, 2, 3)
-    assert palace.for_agent("shared").count() == 1  # what every agent has in common
+    assert palace.shared_only().count() == 1  # what every agent has in common
     assert palace.get("alpha-secret") is not None  # the operator sees everything
 
 
@@ -95,6 +99,66 @@ def test_top_k_counts_only_what_the_agent_sees(palace: MemoryPalace) -> None:
     text = "tool search timed out"
     assert {m.owner for m in palace.query(text, top_k=50)} == {"alpha"}
     assert keys(palace.for_agent("beta").query(text, top_k=3)) == set(shared)
+
+
+class LooseBackend(JsonBackend):
+    """A backend (as a plugin might be) that ignores ``where``: it answers every query and
+    count as if nothing were filtered."""
+
+    def query(self, collection: str, vector: Any, top_k: int, where: Where | None) -> list[Memory]:
+        return super().query(collection, vector, top_k, None)
+
+    def count(self, collection: str, where: Where | None = None) -> int:
+        return super().count(collection, None)
+
+
+def test_a_backend_that_ignores_where_shows_a_view_no_more(home: HomePaths) -> None:
+    palace = MemoryPalace(
+        LooseBackend(home.root / "loose"), embedder("hash"), bus=aios.bus(), paths=home
+    )
+    alpha, beta = palace.for_agent("alpha"), palace.for_agent("beta")
+    text = "tool search timed out"
+    alpha.store_many((f"alpha-{n}", f"{text} after {word(n)}", None) for n in range(100))
+    alpha.store("alpha-secret", SECRET)
+    shared = {"s-1": "searching took too long", "s-2": "no answer from search"}
+    palace.store_many((key, value, None) for key, value in shared.items())
+    beta.store("beta-note", "beta's search timed out once")
+
+    # The nearest hundred are alpha's: beta still gets its top 3, and nothing of alpha's.
+    assert keys(beta.query(text, top_k=3)) == {*shared, "beta-note"}
+    assert keys(beta.query(SECRET, top_k=MAX_TOP_K)) == {*shared, "beta-note"}
+    assert beta.query(SECRET, where={"owner": "alpha"}) == []
+    assert keys(palace.query(text, top_k=5, where={"owner": "shared"})) == set(shared)
+    assert (beta.count(), palace.shared_only().count(), palace.count()) == (3, 2, 104)
+
+
+# ------------------------------------------------------------------ shared is no agent
+def test_shared_names_no_agent_and_its_view_only_reads(palace: MemoryPalace) -> None:
+    palace.store("runbook", RUNBOOK)  # the operator's: every agent sees it
+    palace.store("alpha-note", "alpha's own note", owner="alpha")
+    for make in (
+        lambda: palace.for_agent("shared"),
+        lambda: MemoryPalace.open("notes", paths=palace.paths, agent="shared"),
+        lambda: palace.share("alpha-note", "shared"),
+    ):
+        with pytest.raises(MemoryInputError, match="'shared'"):
+            make()
+
+    common = palace.shared_only()
+    assert keys(common.query(RUNBOOK, top_k=MAX_TOP_K)) == {"runbook"}
+    assert common.get("alpha-note") is None and common.count() == 1
+    for change in (
+        lambda: common.delete("runbook"),
+        lambda: common.store("runbook", "nothing to do"),
+        lambda: common.store("everyone", "every agent would see this"),
+        lambda: common.link("runbook", "alpha-note", "about"),
+    ):
+        with pytest.raises(MemoryAccessError, match="only reads"):
+            change()
+    with pytest.raises(MemoryAccessError, match="cannot become"):
+        common.for_agent("alpha")
+    kept = palace.get("runbook")
+    assert kept is not None and kept.text == RUNBOOK and palace.get("everyone") is None
 
 
 # ------------------------------------------------------------------ sharing and linking
@@ -184,6 +248,40 @@ def test_linking_into_an_agents_memory_shows_it_to_that_agent_only(palace: Memor
     assert beta.delete("beta-task") is True
     assert beta.get("alpha-plan") is None
     assert "beta-task" not in [n.key for n in palace.neighbors("alpha-plan")]
+
+
+def test_a_link_and_its_grant_belong_to_one_collection(palace: MemoryPalace) -> None:
+    """The same keys linked the same way in two collections are two links: deleting or
+    unlinking in one leaves the other standing, with what it lets its agent see, and a walk
+    follows its own collection's links only."""
+    other = MemoryPalace(
+        palace.backend, palace.embedding, bus=palace.bus, paths=palace.paths, collection="other"
+    )
+    for place in (palace, other):
+        place.store(
+            "alpha-plan", "alpha plans to migrate the queue to redis streams", owner="alpha"
+        )
+        place.store("beta-task", "beta moves its consumers to the new queue", owner="beta")
+        place.store("runbook", RUNBOOK)
+        place.link("alpha-plan", "beta-task", "informs")
+    palace.link("beta-task", "runbook", "see_also")
+    assert [n.key for n in other.neighbors("beta-task", depth=2)] == ["alpha-plan"]
+    assert [n.key for n in palace.neighbors("beta-task")] == ["alpha-plan", "runbook"]
+
+    assert other.for_agent("beta").delete("beta-task") is True
+    assert other.for_agent("beta").get("alpha-plan") is None  # its link went with it
+    assert palace.for_agent("beta").get("alpha-plan") is not None  # this one stands
+    assert [n.key for n in palace.for_agent("beta").neighbors("beta-task", "informs")] == [
+        "alpha-plan"
+    ]
+
+    other.store("beta-task", "beta's task again", owner="beta")
+    other.link("alpha-plan", "beta-task", "informs")
+    palace.unlink("alpha-plan", "beta-task", "informs")
+    assert palace.for_agent("beta").get("alpha-plan") is None
+    assert palace.neighbors("alpha-plan") == []
+    assert other.for_agent("beta").get("alpha-plan") is not None
+    assert [n.key for n in other.neighbors("alpha-plan")] == ["beta-task"]
 
 
 def test_a_fresh_process_keeps_the_isolation(palace: MemoryPalace, home: HomePaths) -> None:
@@ -303,7 +401,7 @@ def test_a_lesson_of_one_agent_is_applied_to_its_failures_only(
         config_file.write_text('{"heartbeat": {"interval": 60}, "retries": 1}\n')
         assert remediate(home, root, pb, event).status == "succeeded"
     run_pass(home)
-    lid = lesson_id(TIMEOUT)
+    lid = lesson_id(TIMEOUT, "writer")
     playbooks = PlaybookIndex([pb])
 
     def proven_fix(event: Event) -> str | None:
@@ -348,10 +446,25 @@ def test_a_lesson_of_one_agent_is_applied_to_its_failures_only(
     table = run_aios("lessons", "list", home=home, env=env)
     assert "owner" in table.stdout and "crawler" in table.stdout
 
-    # Seen by a second agent, the lesson is shared: now the crawler's failure may use it.
-    failures(1, agent="reader", start=datetime.now(UTC) - timedelta(minutes=10))
+    # Another agent's same failure shares nothing; the operator sharing it does, until unshared.
+    failures(3, agent="reader", start=datetime.now(UTC) - timedelta(minutes=10))
     run_pass(home)
-    assert proven_fix(crawler) == lid
+    assert proven_fix(crawler) is None
+    shared = run_aios("lessons", "share", lid[:12], "crawler", home=home, env=env)
+    assert shared.returncode == 0, shared.stderr
+    assert proven_fix(crawler) == lid and proven_fix(timeout_of("reader")) is None
+    listed = run_aios("lessons", "list", "--agent", "crawler", "--json", home=home, env=env)
+    assert {item["lesson_id"] for item in json.loads(listed.stdout)} == {lid, made.lesson_id}
+    # Whom else the writer's lesson is shared with is not the crawler's to see.
+    assert run_aios("lessons", "share", lid, "reader", home=home, env=env).returncode == 0
+    seen = run_aios("lessons", "show", lid, "--agent", "crawler", "--json", home=home, env=env)
+    assert json.loads(seen.stdout)["shared_with"] == [] and "reader" not in seen.stdout
+    whole = json.loads(run_aios("lessons", "show", lid, "--json", home=home, env=env).stdout)
+    assert whole["shared_with"] == ["crawler", "reader"]
+    assert run_aios("lessons", "unshare", lid, "crawler", home=home, env=env).returncode == 0
+    assert proven_fix(crawler) is None
+    again = run_aios("lessons", "unshare", lid, "crawler", home=home, env=env)
+    assert again.returncode == 2 and "not shared with 'crawler'" in again.stderr
 
 
 def test_an_index_from_before_owners_shows_agents_only_what_the_table_gives_them(
@@ -376,5 +489,136 @@ def test_an_index_from_before_owners_shows_agents_only_what_the_table_gives_them
     with open_store(home) as con:
         set_position(con, INDEX_CONSUMER, 0)
     LessonIndex.open(home).sync(home)
-    restored = index.palace.get(lesson_id(TIMEOUT))
+    restored = index.palace.get(lesson_id(TIMEOUT, "writer"))
     assert restored is not None and restored.owner == "writer"
+
+
+TOKEN = "sk_live_ALPHA_PRIVATE_TOKEN"
+
+
+def key_errors(agent: str, key: str, count: int, ago: timedelta) -> list[Event]:
+    """``count`` failures of ``agent``: a KeyError naming ``key`` (``KeyError: <str>``)."""
+    return failures(
+        count,
+        agent=agent,
+        error_type="KeyError",
+        message=f"'{key}'",
+        start=datetime.now(UTC) - ago,
+    )
+
+
+def views_show(home: HomePaths, agent: str, *args: str) -> str:
+    """What ``aios lessons ARGS --agent AGENT --json`` prints (it must succeed)."""
+    env = {"AIOS_MEMORY__EMBEDDING": "hash"}
+    done = run_aios("lessons", *args, "--agent", agent, "--json", home=home, env=env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_one_agents_failure_text_never_reaches_another_through_a_lesson(
+    lessons_home: HomePaths,
+) -> None:
+    from aios.lessons.extract import run_pass
+    from aios.lessons.index import LessonIndex
+    from aios.lessons.model import lesson_id
+    from aios.lessons.projection import read_lessons
+    from aios.store import open_store
+
+    home, sig = lessons_home, "KeyError: <str>"
+    key_errors("alpha", f"{TOKEN}_{{n}}", 3, timedelta(hours=2))
+    [alphas] = run_pass(home).created
+    assert (alphas.lesson_id, alphas.owner) == (lesson_id(sig, "alpha"), "alpha")
+    assert TOKEN in alphas.symptom  # what alpha's own lesson keeps, for alpha and the operator
+
+    # Beta fails the same way: once changes nothing of alpha's; three times make beta's own.
+    key_errors("beta", "x", 1, timedelta(minutes=50))
+    assert run_pass(home).updated == []
+    key_errors("beta", "x", 2, timedelta(minutes=40))
+    [betas] = run_pass(home).created
+    assert (betas.lesson_id, betas.owner, betas.symptom) == (
+        lesson_id(sig, "beta"),
+        "beta",
+        "'x'",
+    )
+    with open_store(home) as con:
+        owners = {lesson.lesson_id: lesson.owner for lesson in read_lessons(con)}
+    assert owners == {alphas.lesson_id: "alpha", betas.lesson_id: "beta"}
+
+    # Nothing of alpha's in what beta, another agent or the shared view are shown.
+    for agent in ("beta", "crawler", "shared"):
+        seen = [
+            views_show(home, agent, "list"),
+            views_show(home, agent, "search", f"KeyError {TOKEN}", "--top", "100"),
+        ]
+        assert TOKEN not in "".join(seen) and alphas.lesson_id not in "".join(seen)
+        hidden = run_aios("lessons", "show", alphas.lesson_id, "--agent", agent, home=home)
+        assert hidden.returncode == 2 and "no such lesson" in hidden.stderr
+    shown = json.loads(views_show(home, "beta", "show", betas.lesson_id))
+    assert shown["owner"] == "beta" and TOKEN not in json.dumps(shown)
+    index = LessonIndex.open(home).palace
+    for view in (index.for_agent("beta"), index.shared_only()):
+        assert not [m for m in view.query(TOKEN, top_k=MAX_TOP_K) if TOKEN in m.text]
+    assert TOKEN in json.dumps(json.loads(views_show(home, "alpha", "show", alphas.lesson_id)))
+
+
+def test_lessons_recorded_before_owners_keep_one_agents_text_to_it(lessons_home: HomePaths) -> None:
+    """A log written when a lesson seen by a second agent became shared: replayed, the lesson
+    stays its first agent's; one made from two agents' failures at once is shared but keeps
+    only the signature."""
+    home, bus, sig = lessons_home, aios.bus(), "KeyError: <str>"
+    when = {"first": datetime.now(UTC).isoformat(), "last": datetime.now(UTC).isoformat()}
+    made = {"signature": sig, "symptom": f"'{TOKEN}_1'", "count": 3, "fix": None, **when}
+    bus.emit(
+        "lesson.created",
+        {"lesson_id": "lesson-0000000000a1", "agents": ["alpha"], **made},
+        source="aios.lessons",
+    )
+    bus.emit(
+        "lesson.updated",
+        {"lesson_id": "lesson-0000000000a1", "count": 4, "agents": ["alpha", "beta"]},
+        source="aios.lessons",
+    )
+    bus.emit(
+        "lesson.created",
+        {
+            "lesson_id": "lesson-0000000000b2",
+            "agents": ["alpha", "beta"],
+            "sample_event_id": "alpha-failure-1",
+            **made,
+        },
+        source="aios.lessons",
+    )
+    assert run_aios("lessons", "reindex", home=home).returncode == 0
+    [seen] = json.loads(views_show(home, "beta", "list"))
+    assert (seen["lesson_id"], seen["owner"], seen["symptom"]) == (
+        "lesson-0000000000b2",
+        "shared",
+        sig,
+    )
+    assert (seen["agents"], seen["sample_event_id"]) == ([], None)
+    for agent in ("beta", "crawler"):
+        shown = views_show(home, agent, "show", "lesson-0000000000b2")
+        found = views_show(home, agent, "search", TOKEN, "--top", "100")
+        assert TOKEN not in shown + found and "alpha" not in shown + found
+        hidden = run_aios("lessons", "show", "lesson-0000000000a1", "--agent", agent, home=home)
+        assert hidden.returncode == 2 and "no such lesson" in hidden.stderr
+    first = json.loads(views_show(home, "alpha", "show", "lesson-0000000000a1"))
+    assert (first["owner"], first["agents"], first["count"]) == ("alpha", ["alpha"], 4)
+    assert "beta" not in json.dumps(first["history"])
+
+
+def test_a_failure_labelled_shared_makes_no_agents_lesson(lessons_home: HomePaths) -> None:
+    from aios.lessons.apply import agent_of
+    from aios.lessons.extract import run_pass
+    from aios.lessons.model import lesson_id
+
+    events = key_errors("shared", "x", 3, timedelta(hours=1))
+    assert agent_of(events[0]) == "shared"  # offered the shared lessons only
+    [made] = run_pass(lessons_home).created
+    assert (made.lesson_id, made.owner, made.agents) == (
+        lesson_id("KeyError: <str>", "shared"),
+        "shared",
+        [],
+    )
+    refused = run_aios("lessons", "share", made.lesson_id, "shared", home=lessons_home)
+    assert refused.returncode == 2 and "reserved" in refused.stderr

@@ -1,6 +1,7 @@
 """``aios lessons``: extract lessons from the history, list them, find them by meaning, show
-one with its history, rebuild the index; as the operator (everything) or as one agent sees them
-(``--agent``: its own lessons and the shared ones)."""
+one with its history, share one agent's lesson with another, rebuild the index; as the operator
+(everything) or as one agent sees them (``--agent``: its own lessons, the shared ones and those
+shared with it; ``--agent shared``: the shared ones only)."""
 
 from __future__ import annotations
 
@@ -18,15 +19,20 @@ AgentOption = Annotated[
     str | None,
     typer.Option(
         "--agent",
-        help="Only what this agent sees: its own lessons and the shared ones (`shared`: those).",
+        help="Only what this agent sees: its own lessons, the shared ones and those shared "
+        "with it (`shared`: the shared ones only).",
     ),
 ]
 
 
 def _agent(agent: str | None) -> str | None:
+    """The view ``--agent`` names: an agent, or ``shared`` (what every agent sees)."""
     from aios.memory.access import check_agent
+    from aios.memory.records import SHARED
 
-    return None if agent is None else check_agent(agent, "--agent")
+    if agent is None or agent == SHARED:
+        return agent
+    return check_agent(agent, "--agent")
 
 
 def _fix(fix: dict[str, Any] | None) -> str:
@@ -152,25 +158,13 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One lesson: symptom, counts, fix, state, owner, and every change to it."""
-    from aios.lessons.projection import lesson_history, read_lessons
+    from aios.lessons.projection import find_lesson, lesson_history
     from aios.store import open_store
 
+    view = _agent(agent)
     with open_store() as con:
-        # An agent's view matches prefixes among what it sees: another agent's lesson is
-        # "no such lesson" to it, as one that does not exist.
-        found = [
-            lesson
-            for lesson in read_lessons(con, agent=_agent(agent))
-            if lesson.lesson_id.startswith(lesson_id)
-        ]
-        if len(found) != 1:
-            raise InputError(
-                f"{lesson_id!r}: no such lesson"
-                if not found
-                else f"{lesson_id!r} is the start of {len(found)} lessons: give more of it"
-            )
-        lesson = found[0]
-        lesson.history = lesson_history(con, lesson.lesson_id)
+        lesson = find_lesson(con, lesson_id, view)
+        lesson.history = lesson_history(con, lesson.lesson_id, view)
     if as_json:
         print_json(lesson.to_dict())
         return
@@ -181,6 +175,7 @@ def show(
         ("seen", f"{lesson.count} times, {lesson.first_seen} .. {lesson.last_seen}"),
         ("agents", ", ".join(lesson.agents) or "-"),
         ("owner", lesson.owner),
+        ("shared with", ", ".join(lesson.shared_with) or "-"),
         ("fix", _fix(lesson.fix) + (f": {lesson.fix['evidence']}" if lesson.fix else "")),
         ("record", f"{lesson.successes} verified, {lesson.failures} failed"),
     ):
@@ -194,6 +189,39 @@ def show(
             ],
         )
     )
+
+
+@app.command()
+def share(
+    lesson_id: Annotated[str, typer.Argument(help="The lesson's id (or a unique prefix).")],
+    agent: Annotated[str, typer.Argument(help="The agent that may see it too.")],
+) -> None:
+    """Let AGENT see another agent's lesson too: its lookups, and the fixes offered for its
+    failures, include it until `aios lessons unshare`."""
+    _share(lesson_id, agent, share=True)
+
+
+@app.command()
+def unshare(
+    lesson_id: Annotated[str, typer.Argument(help="The lesson's id (or a unique prefix).")],
+    agent: Annotated[str, typer.Argument(help="The agent it was shared with.")],
+) -> None:
+    """Take back `aios lessons share`: AGENT no longer sees the lesson."""
+    _share(lesson_id, agent, share=False)
+
+
+def _share(lesson_id: str, agent: str, *, share: bool) -> None:
+    from aios.home import HomePaths
+    from aios.lessons.index import LessonIndex
+    from aios.lessons.share import share_lesson, unshare_lesson
+    from aios.runtime import default_bus
+
+    paths = HomePaths.current()
+    change = share_lesson if share else unshare_lesson
+    lesson = change(default_bus(), paths, lesson_id, agent)
+    LessonIndex.open(paths).sync(paths)
+    done = "now sees" if share else "no longer sees"
+    console.print(Text(f"{agent} {done} {lesson.lesson_id} ({lesson.owner}'s)"))
 
 
 @app.command()

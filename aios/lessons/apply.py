@@ -1,16 +1,15 @@
-"""Applying lessons: a failure like a proven lesson its agent sees (its own, or a shared one) is
-offered that lesson's fix (``ProvenFixes``); ``current_fix`` reads the lesson again before the
-fix runs, so a lesson demoted meanwhile is not applied."""
+"""Applying lessons: a failure like a proven lesson its agent sees (its own, a shared one, or
+one shared with it) is offered that lesson's fix (``ProvenFixes``); ``current_fix`` reads the
+lesson again before the fix runs, so a lesson demoted meanwhile is not applied."""
 
 from __future__ import annotations
 
 from aios.event import Event
 from aios.home import HomePaths
 from aios.lessons.index import LessonIndex
+from aios.lessons.model import owner_of
 from aios.lessons.projection import read_lessons
 from aios.loop.signatures import signature
-from aios.memory.access import is_agent_name
-from aios.memory.records import SHARED
 from aios.playbooks.matcher import PlaybookIndex
 from aios.reactor.engine import LessonFix
 from aios.store import open_store
@@ -22,10 +21,9 @@ FAILURES = ("task.failed",)
 def agent_of(event: Event) -> str:
     """The agent a failure is of, as the analyst groups failures (and so lessons): its
     ``agent`` label, else its source; ``shared`` (it sees the shared lessons only) when that
-    cannot name an agent, as a lesson of such failures is shared."""
+    cannot name an agent (``shared`` itself included), as a lesson of such failures is shared."""
     agent = event.labels.get("agent")
-    agent = agent if agent is not None else event.source
-    return agent if is_agent_name(agent) else SHARED
+    return owner_of(agent if agent is not None else event.source)
 
 
 def failure_text(event: Event) -> str | None:

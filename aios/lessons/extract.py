@@ -2,13 +2,16 @@
 
 One pass (``extract_lessons``) does three things:
 
-1. Groups the task failures of the window by normalised error signature; a signature seen at
-   least ``[lessons] min_count`` times becomes a draft lesson (symptom, agents, counts, first
-   and last time) with a candidate fix: the playbook that verified most often on failures with
-   the same signature, else the fix of a verified lesson similar enough to it. A lesson that
-   was seen again, or found a fix, is updated.
+1. Groups the task failures of the window by owner (the failing agent, or ``shared`` for
+   failures that name no usable agent) and normalised error signature; a signature one owner
+   saw at least ``[lessons] min_count`` times becomes that owner's draft lesson (symptom,
+   counts, first and last time, all of its own failures) with a candidate fix: the playbook
+   that verified most often on the owner's failures with the same signature (else on shared
+   ones), else the fix of a proven lesson the owner sees similar enough to it. A lesson that
+   was seen again, or found a fix, is updated. Another agent with the same failure gets a
+   lesson of its own: nothing of one agent's failures reaches another's view.
 2. Judges every remediation that finished since the last pass: one that ran a lesson's fix on
-   a failure of that lesson (or was started by the lesson) verifies it (hardened after
+   a failure of that lesson's owner (or was started by the lesson) verifies it (hardened after
    ``[lessons] hardened_after`` successes in a row); one that failed or was rolled back
    demotes it.
    Each remediation counts once, even when a pass is repeated.
@@ -41,11 +44,12 @@ from aios.lessons.model import (
     Fix,
     Lesson,
     lesson_id,
-    lesson_owner,
+    owner_of,
 )
 from aios.lessons.projection import read_lessons
-from aios.loop.analyst import FailurePattern, failure_patterns
+from aios.loop.analyst import AGENT_OF, FailurePattern, failure_patterns
 from aios.loop.signatures import signature
+from aios.memory.records import SHARED
 from aios.playbooks.matcher import PlaybookIndex
 from aios.store import open_store
 from aios.store.consumers import get_position, last_seq, set_position
@@ -109,19 +113,19 @@ def extract_lessons(
     with open_store(paths) as con:
         patterns = [
             p
-            for p in failure_patterns(con, now - settings.window, now, limit=None)
+            for p in failure_patterns(con, now - settings.window, now, limit=None, by_owner=True)
             if p.count >= settings.min_count
         ]
-        known = {lesson.signature: lesson for lesson in read_lessons(con)}
+        known = {(lesson.owner, lesson.signature): lesson for lesson in read_lessons(con)}
         verified = _verified_fixes(con, now - FIX_HISTORY, now, playbooks)
     events: list[dict[str, Any]] = []
     for pattern in patterns:
-        lesson = known.get(pattern.signature)
-        fix = verified.get(pattern.signature)
+        owner = pattern.owner or SHARED
+        lesson = known.get((owner, pattern.signature))
+        fix = verified.get((owner, pattern.signature)) or verified.get((SHARED, pattern.signature))
         if fix is None and (lesson is None or lesson.fix is None):
             threshold = settings.similarity or index.palace.embedding.default_similarity
-            agents = sorted(set(pattern.agents) | set(lesson.agents if lesson else []))
-            fix = _similar_fix(index, pattern, threshold, lesson_owner(agents))
+            fix = _similar_fix(index, pattern, threshold, owner)
         if lesson is None:
             made = _new_lesson(pattern, fix, now)
             if made.fix is None:  # no playbook known to work: the evolution rule, if any
@@ -133,7 +137,6 @@ def extract_lessons(
         if pattern.count > lesson.count or pattern.last > lesson.last_seen:
             change.update(
                 count=max(pattern.count, lesson.count),
-                agents=sorted(set(lesson.agents) | set(pattern.agents)),
                 last=max(pattern.last, lesson.last_seen).isoformat(),
             )
         # A draft takes a better-evidenced fix; a proven lesson keeps the fix that proved it.
@@ -156,14 +159,15 @@ def _cell(text: str) -> str:
 
 def _event(kind: str, lesson: Lesson, payload: dict[str, Any]) -> dict[str, Any]:
     labels = {"lesson": lesson.lesson_id}
-    if lesson.agents:
-        labels["agent"] = lesson.agents[0]
+    if lesson.owner != SHARED:
+        labels["agent"] = lesson.owner
     return {"type": kind, "source": SOURCE, "labels": labels, "payload": payload}
 
 
 def _new_lesson(pattern: FailurePattern, fix: Fix | None, now: datetime) -> Lesson:
+    owner = pattern.owner or SHARED
     return Lesson(
-        lesson_id=lesson_id(pattern.signature),
+        lesson_id=lesson_id(pattern.signature, owner),
         signature=pattern.signature,
         symptom=pattern.sample,
         state="draft",
@@ -172,6 +176,7 @@ def _new_lesson(pattern: FailurePattern, fix: Fix | None, now: datetime) -> Less
         first_seen=pattern.first,
         last_seen=pattern.last,
         fix=fix.to_dict() if fix else None,
+        owner=owner,
         sample_event_id=pattern.sample_event_id,
         created=now,
         updated=now,
@@ -181,6 +186,7 @@ def _new_lesson(pattern: FailurePattern, fix: Fix | None, now: datetime) -> Less
 def _created_payload(lesson: Lesson) -> dict[str, Any]:
     return {
         "lesson_id": lesson.lesson_id,
+        "owner": lesson.owner,
         "signature": lesson.signature,
         "symptom": lesson.symptom,
         "count": lesson.count,
@@ -192,27 +198,29 @@ def _created_payload(lesson: Lesson) -> dict[str, Any]:
     }
 
 
-def _triggers(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[str, Any]]:
-    """Trigger event id -> (its error signature, or '' when not a task failure; its labels)."""
+def _triggers(con: duckdb.DuckDBPyConnection, ids: list[str]) -> dict[str, tuple[str, str]]:
+    """Trigger event id -> (its owner as a lesson's, its error signature or '' when it is not
+    a task failure)."""
     if not ids:
         return {}
     rows = con.execute(
-        """
-        SELECT id, type, payload->>'error_type', payload->>'error', labels FROM events
+        f"""
+        SELECT id, type, payload->>'error_type', payload->>'error', {AGENT_OF} FROM events
         WHERE id IN (SELECT unnest(?::UUID[]))
         """,
         [ids],
     ).fetchall()
     return {
-        str(eid): (signature(kind_, text) if kind == "task.failed" else "", labels)
-        for eid, kind, kind_, text, labels in rows
+        str(eid): (owner_of(agent), signature(kind_, text) if kind == "task.failed" else "")
+        for eid, kind, kind_, text, agent in rows
     }
 
 
 def _verified_fixes(
     con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, playbooks: PlaybookIndex
-) -> dict[str, Fix]:
-    """Signature -> the loaded playbook that verified most often on failures with it."""
+) -> dict[tuple[str, str], Fix]:
+    """(Owner, signature) -> the loaded playbook that verified most often on that owner's
+    failures with it."""
     rows = con.execute(
         """
         SELECT correlation_id, payload->>'playbook' FROM events
@@ -222,28 +230,31 @@ def _verified_fixes(
         [since, until],
     ).fetchall()
     triggers = _triggers(con, [str(c) for c, _ in rows if c])
-    tally: dict[str, dict[str, int]] = {}
+    tally: dict[tuple[str, str], dict[str, int]] = {}
     for trigger, playbook in rows:
-        sig = triggers.get(str(trigger), ("", None))[0]
+        owner, sig = triggers.get(str(trigger), (SHARED, ""))
         if sig and playbook in playbooks.playbooks:
-            by_playbook = tally.setdefault(sig, {})
+            by_playbook = tally.setdefault((owner, sig), {})
             by_playbook[playbook] = by_playbook.get(playbook, 0) + 1
     found = {}
-    for sig, counts in tally.items():
+    for key, counts in tally.items():
         playbook, times = max(counts.items(), key=lambda item: (item[1], item[0]))
         risk = playbooks.playbooks[playbook].effective_risk().value
-        found[sig] = Fix(playbook, risk, f"verified {times} time(s) on this failure")
+        found[key] = Fix(playbook, risk, f"verified {times} time(s) on this failure")
     return found
 
 
 def _similar_fix(
     index: LessonIndex, pattern: FailurePattern, threshold: float, owner: str
 ) -> Fix | None:
-    """The fix of the most similar verified or hardened lesson, if similar enough, among those
-    ``owner`` (the lesson's owner to be) sees: a lesson never passes on another agent's."""
+    """The fix of the most similar verified or hardened lesson, if similar enough, among the
+    owner's own and the shared ones (not those only shared with it: its lesson would name
+    them): a lesson never passes on another agent's."""
     text = f"{pattern.signature}\n{pattern.sample}"
     for hit in index.similar(text, 3, proven_only=True, agent=owner):
         fix = hit.fix
+        if hit.owner not in (owner, SHARED):
+            continue
         if hit.similarity >= threshold and fix and fix.get("playbook"):
             return Fix(
                 str(fix["playbook"]),
@@ -272,7 +283,7 @@ def judge_remediations(bus: EventBus, paths: HomePaths, config: AIOSConfig) -> l
         finished = [f for f in finished if f[2].get("outcome") in JUDGED]
         triggers = _triggers(con, [c for _, c, _ in finished if c])
         lessons = {lesson.lesson_id: lesson for lesson in read_lessons(con)}
-        by_sig = {lesson.signature: lesson for lesson in lessons.values()}
+        by_sig = {(lesson.owner, lesson.signature): lesson for lesson in lessons.values()}
         done = _already_judged(con)
     changes: list[dict[str, Any]] = []
     for _, trigger, payload in finished:
@@ -281,7 +292,7 @@ def judge_remediations(bus: EventBus, paths: HomePaths, config: AIOSConfig) -> l
             continue
         lesson = lessons.get(str(payload.get("lesson_id") or ""))
         if lesson is None:
-            candidate = by_sig.get(triggers.get(trigger, ("", None))[0])
+            candidate = by_sig.get(triggers.get(trigger, (SHARED, "")))
             fix = (candidate.fix or {}) if candidate else {}
             if candidate is not None and fix.get("playbook") == payload.get("playbook"):
                 lesson = candidate

@@ -1,6 +1,10 @@
 """The ``lessons`` table: each lesson's current state, derived from the lesson events.
 
-Reading it back gives ``Lesson`` objects; ``lesson_history`` gives the events of one lesson.
+A lesson's owner is the one its ``lesson.created`` names and never changes. A lesson recorded
+before lessons named their owner is its one agent's; one that several agents' failures made at
+once is shared, and keeps only what they have in common: the signature stands for the symptom,
+and no agent or sample failure is named (its history shows no more). Reading the table back
+gives ``Lesson`` objects; ``lesson_history`` gives the events of one lesson.
 """
 
 from __future__ import annotations
@@ -11,27 +15,31 @@ from typing import Any
 import duckdb
 import orjson
 
+from aios.errors import InputError
 from aios.lessons.model import (
     CREATED,
     JUDGEMENTS,
     LESSON_TYPES,
+    SHARED_WITH,
     SOURCE,
+    UNSHARED_WITH,
     UPDATED,
     Lesson,
     lesson_owner,
 )
+from aios.memory.access import is_agent_name
 from aios.memory.records import SHARED
 from aios.store.projections import register_projection
 
 COLUMNS = (
     "lesson_id, signature, symptom, state, count, agents, first_seen, last_seen, fix, "
-    "successes, failures, streak, sample_event_id, created, updated"
+    "successes, failures, streak, sample_event_id, created, updated, owner, shared_with"
 )
 
 
 class Lessons:
     name = "lessons"
-    version = 2  # 2: owner
+    version = 3  # 2: owner; 3: the owner is the created one's, shared_with
     tables: tuple[str, ...] = ("lessons",)
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -44,7 +52,7 @@ class Lessons:
                 successes BIGINT NOT NULL, failures BIGINT NOT NULL, streak BIGINT NOT NULL,
                 sample_event_id VARCHAR,
                 created TIMESTAMPTZ NOT NULL, updated TIMESTAMPTZ NOT NULL, seq BIGINT NOT NULL,
-                owner VARCHAR NOT NULL
+                owner VARCHAR NOT NULL, shared_with VARCHAR[] NOT NULL
             )
             """
         )
@@ -64,41 +72,40 @@ class Lessons:
             if not isinstance(lid, str):
                 continue
             if kind == CREATED:
+                created = as_created(payload)
                 con.execute(
                     f"""
-                    INSERT INTO lessons ({COLUMNS}, seq, owner)
-                    VALUES (?, ?, ?, 'draft', ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)
+                    INSERT INTO lessons ({COLUMNS}, seq)
+                    VALUES (?, ?, ?, 'draft', ?, ?, ?, ?, ?, 0, 0, 0, ?, ?, ?, ?, [], ?)
                     ON CONFLICT DO NOTHING
                     """,
                     [
                         lid,
-                        payload.get("signature", ""),
-                        payload.get("symptom", ""),
-                        int(payload.get("count", 0)),
-                        orjson.dumps(_agents(payload)).decode(),
-                        payload.get("first"),
-                        payload.get("last"),
-                        _json(payload.get("fix")),
-                        payload.get("sample_event_id"),
+                        created.get("signature", ""),
+                        created.get("symptom", ""),
+                        int(created.get("count", 0)),
+                        orjson.dumps(_agents(created)).decode(),
+                        created.get("first"),
+                        created.get("last"),
+                        _json(created.get("fix")),
+                        created.get("sample_event_id"),
                         time,
                         time,
+                        created["owner"],
                         seq,
-                        lesson_owner(_agents(payload)),
                     ],
                 )
             elif kind == UPDATED:
+                # Who saw it again is not recorded: the owner made it and keeps it.
                 con.execute(
                     """
                     UPDATE lessons SET count = coalesce(?, count),
-                        agents = coalesce(?::JSON, agents), owner = coalesce(?, owner),
                         last_seen = coalesce(?, last_seen),
                         fix = CASE WHEN ? THEN ?::JSON ELSE fix END, updated = ?, seq = ?
                     WHERE lesson_id = ?
                     """,
                     [
                         payload.get("count"),
-                        _json(_agents(payload)) if "agents" in payload else None,
-                        lesson_owner(_agents(payload)) if "agents" in payload else None,
                         payload.get("last"),
                         "fix" in payload,
                         _json(payload.get("fix")),
@@ -107,6 +114,14 @@ class Lessons:
                         lid,
                     ],
                 )
+            elif kind in (SHARED_WITH, UNSHARED_WITH):
+                agent = payload.get("agent")
+                if is_agent_name(agent):
+                    params = {"agent": agent, "time": time, "seq": seq, "lid": lid}
+                    if kind == SHARED_WITH:
+                        con.execute(_SHARE, params | {"shared": SHARED})
+                    else:
+                        con.execute(_UNSHARE, params)
             elif kind in JUDGEMENTS:
                 con.execute(
                     """
@@ -126,9 +141,44 @@ class Lessons:
                 )
 
 
+# A lesson is shared with agents other than its owner, and a shared one with nobody in particular.
+_SHARE = """
+    UPDATE lessons SET shared_with = list_sort(list_distinct(list_append(shared_with, $agent))),
+        updated = $time, seq = $seq
+    WHERE lesson_id = $lid AND owner NOT IN ($agent, $shared)
+"""
+_UNSHARE = """
+    UPDATE lessons SET shared_with = list_filter(shared_with, lambda x: x <> $agent),
+        updated = $time, seq = $seq
+    WHERE lesson_id = $lid AND list_contains(shared_with, $agent)
+"""
+
+
 def _agents(payload: dict[str, Any]) -> list[str]:
     agents = payload.get("agents")
     return [str(a) for a in agents] if isinstance(agents, list) else []
+
+
+def as_created(payload: dict[str, Any]) -> dict[str, Any]:
+    """A ``lesson.created`` payload as the table keeps it, with its ``owner``. One recorded
+    before lessons named their owner belongs to its one agent; made from several agents'
+    failures at once, it is shared and keeps the signature as its symptom, no agents and no
+    sample failure (whose text, agents and ids were one agent's or another's)."""
+    owner = payload.get("owner")
+    if owner == SHARED or is_agent_name(owner):
+        return payload
+    agents = _agents(payload)
+    owner = lesson_owner(agents)
+    if owner != SHARED or not agents:
+        return {**payload, "owner": owner}
+    signature = payload.get("signature", "")
+    return {
+        **payload,
+        "owner": SHARED,
+        "symptom": signature,
+        "agents": [],
+        "sample_event_id": None,
+    }
 
 
 def _json(value: Any) -> str | None:
@@ -137,7 +187,7 @@ def _json(value: Any) -> str | None:
 
 def _lesson(row: tuple[Any, ...]) -> Lesson:
     (lid, sig, symptom, state, count, agents, first, last, fix, ok, bad, streak, sample) = row[:13]
-    made, upd = row[13:]
+    made, upd, owner, shared_with = row[13:]
     return Lesson(
         lesson_id=str(lid),
         signature=str(sig),
@@ -154,6 +204,8 @@ def _lesson(row: tuple[Any, ...]) -> Lesson:
         sample_event_id=sample,
         created=made,
         updated=upd,
+        owner=str(owner),
+        shared_with=list(shared_with or []),
     )
 
 
@@ -172,12 +224,14 @@ def read_lessons(
     agent: str | None = None,
 ) -> list[Lesson]:
     """Lessons, most recently changed first (those in ``ids``, or in ``state``, when given);
-    with ``agent``, only those it sees: its own and the shared ones."""
+    with ``agent``, only those it sees: its own, the shared ones and those shared with it
+    (whom else a lesson is shared with shows for its owner only). ``agent`` ``shared``: the
+    shared ones only."""
     where: list[str] = ["TRUE"]
     params: list[Any] = []
     if agent is not None:
-        where.append("owner IN (?, ?)")
-        params += [agent, SHARED]
+        where.append("(owner IN (?, ?) OR list_contains(shared_with, ?))")
+        params += [agent, SHARED, agent]
     if state is not None:
         where.append("state = ?")
         params.append(state)
@@ -190,15 +244,36 @@ def read_lessons(
     )
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return [_lesson(row) for row in con.execute(sql, params).fetchall()]
+    found = [_lesson(row) for row in con.execute(sql, params).fetchall()]
+    if agent is not None:
+        for lesson in found:
+            if lesson.owner != agent:
+                lesson.shared_with = []
+    return found
 
 
-def by_signature(con: duckdb.DuckDBPyConnection) -> dict[str, Lesson]:
-    return {lesson.signature: lesson for lesson in read_lessons(con)}
+def find_lesson(con: duckdb.DuckDBPyConnection, prefix: str, agent: str | None = None) -> Lesson:
+    """The one lesson whose id starts with ``prefix`` among those ``agent`` sees (every one,
+    for None). InputError when none does (another agent's lesson is "no such lesson", as one
+    that does not exist) or several do."""
+    found = [
+        lesson for lesson in read_lessons(con, agent=agent) if lesson.lesson_id.startswith(prefix)
+    ]
+    if len(found) != 1:
+        raise InputError(
+            f"{prefix!r}: no such lesson"
+            if not found
+            else f"{prefix!r} is the start of {len(found)} lessons: give more of it"
+        )
+    return found[0]
 
 
-def lesson_history(con: duckdb.DuckDBPyConnection, lid: str) -> list[dict[str, Any]]:
-    """The events of lesson ``lid``, oldest first (time, type, payload)."""
+def lesson_history(
+    con: duckdb.DuckDBPyConnection, lid: str, agent: str | None = None
+) -> list[dict[str, Any]]:
+    """The events of lesson ``lid``, oldest first (time, type, payload), its creation as the
+    table keeps it (``as_created``). For ``agent`` (not the owner), shares with other agents
+    are left out."""
     rows = con.execute(
         """
         SELECT time, type, payload FROM events
@@ -207,10 +282,22 @@ def lesson_history(con: duckdb.DuckDBPyConnection, lid: str) -> list[dict[str, A
         """,
         [SOURCE, list(LESSON_TYPES), lid],
     ).fetchall()
-    return [
-        {"time": time.isoformat(), "type": kind, "payload": orjson.loads(payload)}
-        for time, kind, payload in rows
-    ]
+    history, owner = [], None
+    for time, kind, raw in rows:
+        payload = orjson.loads(raw)
+        if kind == CREATED:
+            payload = as_created(payload)
+            owner = payload["owner"]
+        elif kind == UPDATED:
+            payload.pop("agents", None)  # recorded before owners: who else saw it, not kept
+        elif kind in (SHARED_WITH, UNSHARED_WITH) and agent not in (
+            None,
+            owner,
+            payload.get("agent"),
+        ):
+            continue  # whom else the owner shared it with is the owner's business
+        history.append({"time": time.isoformat(), "type": kind, "payload": payload})
+    return history
 
 
 register_projection(Lessons())

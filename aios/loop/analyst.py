@@ -17,7 +17,9 @@ import duckdb
 
 from aios.bus import EventBus
 from aios.event import Event
+from aios.lessons.model import owner_of
 from aios.loop.signatures import signature
+from aios.memory.records import SHARED
 from aios.scheduler import OWN_SOURCES
 
 SOURCE = "aios.analyst"
@@ -39,6 +41,10 @@ MAX_FAILURES_READ = 50_000
 
 @dataclass
 class FailurePattern:
+    """Task failures with one signature: how often, whose, when, and the latest as a sample.
+    ``owner`` is set when grouped by owner (``by_owner``): the one agent they all came from, or
+    ``shared`` for failures that name no usable agent."""
+
     signature: str
     count: int
     agents: list[str]
@@ -46,6 +52,7 @@ class FailurePattern:
     last: datetime
     sample: str
     sample_event_id: str
+    owner: str | None = None
 
 
 @dataclass
@@ -171,11 +178,17 @@ def _totals(con: duckdb.DuckDBPyConnection, since: datetime, until: datetime) ->
 
 
 def failure_patterns(
-    con: duckdb.DuckDBPyConnection, since: datetime, until: datetime, *, limit: int | None = 20
+    con: duckdb.DuckDBPyConnection,
+    since: datetime,
+    until: datetime,
+    *,
+    limit: int | None = 20,
+    by_owner: bool = False,
 ) -> list[FailurePattern]:
     """Task failures in ``[since, until)`` grouped by error signature, most frequent first
     (the first ``limit``, or all); each with its first and last time and its latest failure
-    as the sample."""
+    as the sample. ``by_owner`` groups each agent's apart (``aios.lessons.model.owner_of``), so
+    a pattern's sample and agents are of its owner's failures only: what its lesson may keep."""
     # By time, not by log order: failures ingested late carry their own (earlier) times.
     rows = con.execute(
         f"""
@@ -185,20 +198,23 @@ def failure_patterns(
         """,
         [since, until, MAX_FAILURES_READ],
     ).fetchall()
-    patterns: dict[str, FailurePattern] = {}
+    patterns: dict[tuple[str, str | None], FailurePattern] = {}
     for agent, error_type, error, time, eid in rows:  # newest first
-        key = signature(error_type, error)
-        found = patterns.get(key)
+        sig = signature(error_type, error)
+        owner = owner_of(agent) if by_owner else None
+        found = patterns.get((sig, owner))
         if found is None:
-            patterns[key] = FailurePattern(
-                key, 1, [agent], time, time, (error or error_type or "")[:300], str(eid)
+            sample = (error or error_type or "")[:300]
+            agents = [] if owner == SHARED else [agent]  # a shared one names no agent
+            patterns[sig, owner] = FailurePattern(
+                sig, 1, agents, time, time, sample, str(eid), owner
             )
             continue
         found.count += 1
         found.first = min(found.first, time)
-        if agent not in found.agents:
+        if agent not in found.agents and owner != SHARED:
             found.agents.append(agent)
-    ordered = sorted(patterns.values(), key=lambda p: (-p.count, p.signature))
+    ordered = sorted(patterns.values(), key=lambda p: (-p.count, p.signature, p.owner or ""))
     return ordered if limit is None else ordered[:limit]
 
 

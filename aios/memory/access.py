@@ -25,17 +25,24 @@ MAX_AGENT = 256
 
 def is_agent_name(name: object) -> bool:
     """Whether ``name`` can name an agent: what failures carry as their ``agent`` label or
-    source, 1-256 printable characters, not all blank."""
+    source, 1-256 printable characters, not all blank, and not ``shared`` (the owner of what
+    every agent sees is no agent)."""
     return (
         isinstance(name, str)
         and bool(name.strip())
         and len(name) <= MAX_AGENT
+        and name != SHARED
         and not any(unicodedata.category(c).startswith("C") for c in name)
     )
 
 
 def check_agent(name: str, what: str = "agent") -> str:
-    """``name`` if it can name an agent; MemoryInputError otherwise."""
+    """``name`` if it can name an agent; MemoryInputError otherwise (``shared`` included: it
+    names what every agent sees, and a view or owner by that name could change it)."""
+    if name == SHARED:
+        raise MemoryInputError(
+            f"{what} {name!r}: reserved, it names what every agent sees and is no agent"
+        )
     if not is_agent_name(name):
         raise MemoryInputError(f"{what} {name!r}: 1-{MAX_AGENT} printable characters")
     return name

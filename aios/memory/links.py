@@ -1,6 +1,8 @@
 """Links between memories, in DuckDB: a projection of ``memory.linked`` / ``memory.unlinked`` /
-``memory.deleted`` events. A link is directed (``a`` -relation-> ``b``), walked both ways; one
-that put a private ``a`` into another agent's ``b`` names that agent (``grant_to``)."""
+``memory.deleted`` events. A link is directed (``a`` -relation-> ``b``), belongs to one
+collection, and is walked both ways within it; one that put a private ``a`` into another agent's
+``b`` names that agent (``grant_to``). Links recorded before collections were (collection
+``''``) carry no grant and are walked in every collection, as they always were."""
 
 from __future__ import annotations
 
@@ -32,14 +34,16 @@ class MemoryLinks:
     """The ``memory_links`` table: one row per link that stands."""
 
     name = "memory_links"
-    version = 2  # 2: the collection and the agent a link let see ``a``
+    # 2: the collection and the agent a link let see ``a``; 3: one link per collection
+    version = 3
     tables: tuple[str, ...] = ("memory_links",)
 
     def create(self, con: duckdb.DuckDBPyConnection) -> None:
         con.execute(
             "CREATE TABLE IF NOT EXISTS memory_links (a VARCHAR NOT NULL, b VARCHAR NOT NULL, "
             "relation VARCHAR NOT NULL, seq BIGINT NOT NULL, time TIMESTAMPTZ NOT NULL, "
-            "collection VARCHAR, grant_to VARCHAR, PRIMARY KEY (a, b, relation))"
+            "collection VARCHAR NOT NULL, grant_to VARCHAR, "
+            "PRIMARY KEY (collection, a, b, relation))"
         )
 
     def apply(self, con: duckdb.DuckDBPyConnection, after_seq: int, upto_seq: int) -> None:
@@ -54,44 +58,50 @@ class MemoryLinks:
             [after_seq, upto_seq, SOURCE, LINKED, UNLINKED, DELETED],
         ).fetchall()
         for seq, time, kind, a, b, relation, key, collection, grant in rows:  # a later one wins
+            collection = collection or ""
             if kind == LINKED:
                 # Linking again says again whom the link lets see ``a`` (its owners may differ).
                 con.execute(
                     "INSERT INTO memory_links VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE "
-                    "SET collection = excluded.collection, grant_to = excluded.grant_to",
-                    [a, b, relation, seq, time, collection, grant],
+                    "SET grant_to = excluded.grant_to",
+                    [a, b, relation, seq, time, collection, grant if collection else None],
                 )
             elif kind == UNLINKED:
                 con.execute(
-                    "DELETE FROM memory_links WHERE a = ? AND b = ? AND relation = ?",
-                    [a, b, relation],
+                    "DELETE FROM memory_links WHERE collection = ? AND a = ? AND b = ? "
+                    "AND relation = ?",
+                    [collection, a, b, relation],
                 )
-            else:
-                con.execute("DELETE FROM memory_links WHERE a = ? OR b = ?", [key, key])
+            else:  # the memory is gone from its collection: so are its links there
+                con.execute(
+                    "DELETE FROM memory_links WHERE collection IN (?, '') AND (a = ? OR b = ?)",
+                    [collection, key, key],
+                )
 
 
 def edges_within(
-    con: duckdb.DuckDBPyConnection, key: str, relation: str | None, depth: int
+    con: duckdb.DuckDBPyConnection, collection: str, key: str, relation: str | None, depth: int
 ) -> list[tuple[str, str, str]]:
-    """The links (a, b, relation) a walk of ``depth`` from ``key`` can follow (through
-    ``relation`` only, when given)."""
+    """The links (a, b, relation) of ``collection`` a walk of ``depth`` from ``key`` can follow
+    (through ``relation`` only, when given)."""
     rows = con.execute(
         """
-        WITH RECURSIVE reach(node, depth) AS (
-            SELECT ?::VARCHAR, 0
+        WITH RECURSIVE here AS (
+            SELECT a, b, relation FROM memory_links
+            WHERE collection IN ($collection, '')
+              AND ($relation::VARCHAR IS NULL OR relation = $relation)
+        ),
+        reach(node, depth) AS (
+            SELECT $key::VARCHAR, 0
             UNION
             SELECT CASE WHEN l.a = r.node THEN l.b ELSE l.a END, r.depth + 1
-            FROM reach r
-            JOIN memory_links l ON (l.a = r.node OR l.b = r.node)
-                                AND (?::VARCHAR IS NULL OR l.relation = ?)
-            WHERE r.depth < ? - 1
+            FROM reach r JOIN here l ON l.a = r.node OR l.b = r.node
+            WHERE r.depth < $depth - 1
         )
         SELECT DISTINCT l.a, l.b, l.relation
-        FROM memory_links l JOIN (SELECT DISTINCT node FROM reach) n
-             ON l.a = n.node OR l.b = n.node
-        WHERE ?::VARCHAR IS NULL OR l.relation = ?
+        FROM here l JOIN (SELECT DISTINCT node FROM reach) n ON l.a = n.node OR l.b = n.node
         """,
-        [key, relation, relation, depth, relation, relation],
+        {"collection": collection, "relation": relation, "key": key, "depth": depth},
     ).fetchall()
     return [(str(a), str(b), str(r)) for a, b, r in rows]
 

@@ -1,6 +1,7 @@
 """``MemoryPalace``: what AIOS remembers, found again by meaning and linked. ``open(...)`` is the
 operator's palace and sees everything; ``palace.for_agent("writer")`` is one agent's view: its
-own memories, the shared ones, and those shared or linked with it (the class says exactly)."""
+own memories, the shared ones, and those shared or linked with it (the class says exactly);
+``palace.shared_only()`` reads the shared ones only."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ from aios.memory.links import (
     walk,
 )
 from aios.memory.records import (
+    OWNER_KEY,
     SHARED,
     Item,
     Memory,
@@ -48,6 +50,7 @@ from aios.memory.records import (
     MemoryInputError,
     Where,
     check_where,
+    matches,
     pack,
 )
 from aios.prefect_api import read_up
@@ -120,13 +123,16 @@ class MemoryPalace:
       stands (a link into a ``shared`` memory shares nothing: use ``share``).
 
     The rule is part of the filter the backend searches with, so ``query`` finds the ``top_k``
-    the agent may see, and no ``where`` (an ``owner``, an ``$or``) reaches past it. ``get`` and
-    ``neighbors`` give nothing for a memory the view does not see, as for one that does not
-    exist; a walk never passes through one (nor through a key of another collection). A view
-    writes as its agent: ``store`` makes the agent's own memories and refuses a key it does
-    not own; it deletes, shares and unshares only its own; it links two memories it sees when
-    ``a`` is its own, or ``a`` is shared and ``b`` its own, and unlinks them when either is its
-    own. The operator's palace sees and may change everything (the CLI and the learner use it).
+    the agent may see, and no ``where`` (an ``owner``, an ``$or``) reaches past it; the palace
+    checks every answer against the rule again (and against ``where``), so a backend that
+    filters loosely shows no more. ``get`` and ``neighbors`` give nothing for a memory the view
+    does not see, as for one that does not exist; a walk never passes through one, and follows
+    only the links of this collection. A view writes as its agent: ``store`` makes the agent's
+    own memories and refuses a key it does not own; it deletes, shares and unshares only its
+    own; it links two memories it sees when ``a`` is its own, or ``a`` is shared and ``b`` its
+    own, and unlinks them when either is its own. ``shared`` names no agent: there is no view
+    of that name, and ``shared_only()`` reads the shared memories without changing any. The
+    operator's palace sees and may change everything (the CLI and the learner use it).
     """
 
     def __init__(
@@ -147,6 +153,13 @@ class MemoryPalace:
             )
         self.collection = collection
         self.agent = None if agent is None else check_agent(agent)
+
+    def _view(self, agent: str) -> MemoryPalace:
+        view = MemoryPalace(
+            self.backend, self.embedding, bus=self.bus, paths=self.paths, collection=self.collection
+        )
+        view.agent = agent
+        return view
 
     @classmethod
     def open(
@@ -174,22 +187,34 @@ class MemoryPalace:
         )
 
     def for_agent(self, agent: str) -> MemoryPalace:
-        """``agent``'s view of this palace (same backend). ``shared`` is the view every agent
-        has in common: the shared memories only. An agent's view is no way into another's."""
+        """``agent``'s view of this palace (same backend). An agent's view is no way into
+        another's. MemoryInputError for ``shared``, which names no agent (``shared_only``)."""
+        check_agent(agent)
         if self.agent is not None and agent != self.agent:
-            raise MemoryAccessError(f"{self.agent}'s view of the memories cannot become {agent}'s")
-        return MemoryPalace(
-            self.backend,
-            self.embedding,
-            bus=self.bus,
-            paths=self.paths,
-            collection=self.collection,
-            agent=agent,
-        )
+            whose = "the shared" if self.agent == SHARED else f"{self.agent}'s"
+            raise MemoryAccessError(f"{whose} view of the memories cannot become {agent}'s")
+        return self._view(agent)
+
+    def shared_only(self) -> MemoryPalace:
+        """The view every agent has in common: the shared memories only, to read (it stores,
+        deletes, shares and links nothing)."""
+        if self.agent not in (None, SHARED):
+            raise MemoryAccessError(f"{self.agent}'s view of the memories cannot become another")
+        return self._view(SHARED)
 
     @property
     def _as(self) -> str:
+        if self.agent == SHARED:
+            return " among the shared ones"
         return "" if self.agent is None else f" for {self.agent}"
+
+    def _writable(self, doing: str) -> None:
+        """MemoryAccessError for the shared view, which only reads."""
+        if self.agent == SHARED:
+            raise MemoryAccessError(
+                f"{doing}: the view of the shared memories only reads (the operator's palace "
+                "changes them)"
+            )
 
     # ------------------------------------------------------------------ memories
     def store(
@@ -218,8 +243,9 @@ class MemoryPalace:
         agent or ``shared`` (the operator's default); an agent's view stores as its agent and
         takes no other. Replacing a memory keeps whom it was shared with. Raises
         MemoryAccessError, before writing its batch, for a key the view does not own."""
+        self._writable("store")
         if self.agent is None:
-            owner = SHARED if owner is None else check_agent(owner, "owner")
+            owner = SHARED if owner in (None, SHARED) else check_agent(owner, "owner")
         elif owner not in (None, self.agent):
             raise MemoryAccessError(
                 f"owner {owner!r}: {self.agent}'s view stores {self.agent}'s memories only"
@@ -284,6 +310,7 @@ class MemoryPalace:
     def delete(self, key: str) -> bool:
         """Forget ``key`` and its links; False if there was nothing to forget (or nothing this
         view sees). MemoryAccessError for a memory the view sees but does not own."""
+        self._writable("delete")
         found = self._read(key)
         if found is None:
             return False
@@ -306,19 +333,44 @@ class MemoryPalace:
             raise MemoryInputError(f"top_k: from 1 to {MAX_TOP_K}")
         check_where(where)
         [vector] = self.embedding.embed([text])
-        found = self.backend.query(self.collection, vector, top_k, restrict(where, self.agent))
-        return [as_seen_by(memory, self.agent) for memory in found]
+        return [as_seen_by(memory, self.agent) for memory in self._search(vector, top_k, where)]
+
+    def _search(self, vector: Any, top_k: int, where: Where | None) -> list[Memory]:
+        """The ``top_k`` nearest that this palace sees and that meet ``where``. The backend is
+        asked with the filter, and each answer is checked again: one that filters loosely (a
+        plugin's) is asked for more until ``top_k`` are kept or it has no more."""
+        scope = restrict(where, self.agent)
+        ask, total = top_k, None
+        while True:
+            found = self.backend.query(self.collection, vector, ask, scope)
+            kept = [memory for memory in found if self._admits(memory, where)]
+            if len(kept) >= top_k or len(found) < ask:
+                return kept[:top_k]
+            total = self.backend.count(self.collection) if total is None else total
+            if ask >= total:
+                return kept
+            ask = min(max(ask * 4, 64), total)
+
+    def _admits(self, memory: Memory, where: Where | None) -> bool:
+        return can_see(memory, self.agent) and matches(
+            {**memory.metadata, OWNER_KEY: memory.owner}, where
+        )
 
     def count(self) -> int:
-        """How many memories this palace sees."""
-        scope = None if self.agent is None else visible_where(self.agent)
-        return self.backend.count(self.collection, scope)
+        """How many memories this palace sees. An agent's view counts what it is shown (every
+        candidate checked against the rule), which reads every memory it may see."""
+        total = self.backend.count(self.collection)
+        if self.agent is None or total == 0:
+            return total
+        [vector] = self.embedding.embed([self.collection])
+        found = self.backend.query(self.collection, vector, total, visible_where(self.agent))
+        return sum(1 for memory in found if can_see(memory, self.agent))
 
     # ------------------------------------------------------------------ sharing
     def share(self, key: str, agent: str) -> None:
         """Let ``agent`` see the private memory ``key`` (its owner's view or the operator may);
         a ``memory.shared`` event records it. MemoryAccessError if this view may not."""
-        agent = check_agent(agent)
+        self._writable("share")
         memory = self._mine(key, "share")
         if memory.owner == SHARED:
             raise MemoryInputError(f"share {key!r}: it is shared, every agent sees it")
@@ -327,11 +379,13 @@ class MemoryPalace:
                 f"share {key!r} with {agent!r}: name an agent other than its owner (for every "
                 "agent, the operator stores it with owner shared)"
             )
+        agent = check_agent(agent)
         self.backend.update_metadata(self.collection, key, {share_key(agent): True})
         self._record(SHARED_WITH, key, agent)
 
     def unshare(self, key: str, agent: str) -> None:
         """Take back ``share(key, agent)`` (a link into ``agent``'s memories still shows it)."""
+        self._writable("unshare")
         agent = check_agent(agent)
         self._mine(key, "unshare")
         self.backend.update_metadata(self.collection, key, {share_key(agent): None})
@@ -347,6 +401,7 @@ class MemoryPalace:
         an agent's view, two memories it sees, ``a`` its own (or shared, and ``b`` its own). A
         private ``a`` linked into another agent's memory is visible to that agent until
         unlinked. MemoryAccessError if this view may not."""
+        self._writable("link")
         self._check_link(a, b, relation)
         found = self._ends(a, b, "link")
         if self.agent is not None and found[a].owner != self.agent:
@@ -366,6 +421,7 @@ class MemoryPalace:
     def unlink(self, a: str, b: str, relation: str) -> None:
         """Remove ``a`` -relation-> ``b`` (an agent's view: of two memories it sees, one its
         own). MemoryAccessError if this view may not."""
+        self._writable("unlink")
         self._check_link(a, b, relation)
         found = self._ends(a, b, "unlink")
         if self.agent is not None and self.agent not in (found[a].owner, found[b].owner):
@@ -421,7 +477,7 @@ class MemoryPalace:
         if self.agent is not None and self._read(key) is None:
             return []
         with open_store(self.paths) as con:
-            edges = edges_within(con, key, relation, depth)
+            edges = edges_within(con, self.collection, key, relation, depth)
         return walk(edges, key, depth, None if self.agent is None else self._visible)
 
     def _visible(self, keys: list[str]) -> set[str]:
