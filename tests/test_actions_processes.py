@@ -15,6 +15,7 @@ child as soon as its stdin closes, so no child outlives the test, even if pytest
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import os
 import signal
@@ -32,7 +33,7 @@ from pydantic import ValidationError
 
 from aios.actions.base import ActionContext, ActionError, IrreversibleError, Risk
 from aios.actions.process_actions import ProcessKill, ProcessRenice, ProcessSignal
-from aios.actions.process_select import Chosen, same_process
+from aios.actions.process_select import Chosen, escape_glob, same_process
 from aios.event import Event
 from aios.home import HomePaths
 
@@ -429,6 +430,15 @@ def test_user_may_come_from_the_event(spawn: Spawner, ctx: ActionContext, uid: s
     event = Event.create(type="test.trigger", labels={"user": me})
     templated = ProcessKill(cmdline=f"*{uid}*", user="${labels.user}")
     assert templated.plan(dataclasses.replace(ctx, event=event)).targets == [f"pid {child.pid}"]
+
+
+@pytest.mark.parametrize("text", ["*", "?", "[", "]", "[!a]", "a*b[c]?d", "[]", "plain", ""])
+def test_an_escaped_glob_matches_exactly_its_text(text: str) -> None:
+    pattern = escape_glob(text)
+    assert fnmatch.fnmatchcase(text, pattern)
+    for other in ("x", "xx" + text, text + "x", "a", "]", "[", "*-anything"):
+        if other != text:
+            assert not fnmatch.fnmatchcase(other, pattern), (text, pattern, other)
 
 
 # --- pid reuse --------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ A wrong process could be hit in three ways, each tested here in both directions:
   before SIGKILL, or before a rollback;
 - a process of another user matches the agent patterns (children run as ``nobody``: root
   only).
+Also: event labels that steer ``${...}`` globs (a label ``*`` must match only a ``*``),
+rollbacks of processes that became protected since, a process that starts matching between
+the plan (what a person approves) and the execution, and a renice of a process that exits
+after it was pinned. Playbooks with non-finite numbers are refused when loaded.
 The attacker's move is made right after the choice by a hook (AIOS's selection step wrapped);
 the processes are real children of the test, ended at teardown.
 """
@@ -31,10 +35,18 @@ from typing import Any
 import psutil
 import pytest
 
+import aios
 from aios.actions import process_actions, process_select
-from aios.actions.base import ActionContext
+from aios.actions.base import ActionContext, ActionError, Risk
 from aios.actions.process_actions import ProcessAction, ProcessKill, ProcessRenice, ProcessSignal
-from aios.actions.process_select import Chosen
+from aios.actions.process_select import Chosen, Held
+from aios.event import Event
+from aios.home import HomePaths
+from aios.playbooks.loader import PlaybookError, load_playbooks
+from aios.playbooks.matcher import PlaybookIndex
+from aios.playbooks.model import Playbook
+from aios.reactor.approval import ApprovalRequest, PolicyApprover
+from aios.reactor.engine import Reactor, ReactorSettings
 from tests.test_actions_files import make_ctx
 from tests.test_actions_processes import wait_until
 
@@ -444,3 +456,281 @@ def test_a_choice_by_command_line_shows_the_user_to_the_approver(
     assert plan.risk.value == "medium"
     assert f"pid {theirs.pid}" in plan.summary and "of nobody" in plan.summary
     assert theirs.alive()
+
+
+# --- values from events in the globs ---------------------------------------------------------
+
+
+# A playbook's glob around a label; the children's own code holds a ``*`` (``def f(*_)``), so
+# the label goes after the marker's fixed start.
+BY_LABEL = "*aios-test-agent-${labels.agent}*"
+
+
+def with_labels(ctx: ActionContext, **labels: str) -> ActionContext:
+    return dataclasses.replace(ctx, event=Event.create(type="test.trigger", labels=labels))
+
+
+def test_a_label_chooses_the_agent_it_names(spawn: Spawner, ctx: ActionContext) -> None:
+    """Control for the attacks below: the label picks one agent out of two."""
+    alpha, beta = spawn("alpha"), spawn("beta")
+    action = ProcessSignal(target="agents", cmdline=BY_LABEL, signal="SIGSTOP")
+
+    alpha_ctx = with_labels(ctx, agent=f"{spawn.uid}-alpha")
+    assert action.plan(alpha_ctx).targets == [f"pid {alpha.pid}"]
+    undo = action.execute(alpha_ctx)
+    try:
+        assert acted_on(undo, "signal") == [alpha.pid]
+        time.sleep(0.2)
+        assert untouched(beta)
+    finally:
+        action.rollback(undo, alpha_ctx)
+
+
+@pytest.mark.parametrize("label", ["*", "?*", "[0-9a-f]*", "*-alpha", "*alpha"])
+def test_a_wildcard_label_matches_only_literally(
+    label: str, spawn: Spawner, ctx: ActionContext
+) -> None:
+    """A label that is a glob would otherwise choose every agent, at low risk, unasked."""
+    alpha, beta = spawn("alpha"), spawn("beta")
+    action = ProcessSignal(target="agents", cmdline=BY_LABEL, signal="SIGSTOP")
+    steered = with_labels(ctx, agent=label)
+
+    assert action.plan(steered).targets == []
+    undo = action.execute(steered)
+
+    assert undo["sent"] == []
+    time.sleep(0.2)
+    assert untouched(alpha) and untouched(beta)
+
+
+@pytest.mark.parametrize("label", ["", "  "])
+def test_an_empty_label_in_a_glob_is_refused(
+    label: str, spawn: Spawner, ctx: ActionContext
+) -> None:
+    """``*${labels.agent}*`` with an empty label is ``**``: every agent."""
+    agent = spawn("any")
+    action = ProcessSignal(target="agents", cmdline="*${labels.agent}*", signal="SIGSTOP")
+
+    with pytest.raises(ActionError, match="empty"):
+        action.plan(with_labels(ctx, agent=label))
+    with pytest.raises(ActionError, match="empty"):
+        action.execute(with_labels(ctx, agent=label))
+    assert untouched(agent)
+
+
+def test_a_user_from_the_event_is_asked_about() -> None:
+    """The event then decides whose processes are reached: a person approves it."""
+    templated = ProcessRenice(target="agents", user="${labels.user}", nice=10)
+    fixed = ProcessRenice(target="agents", user="nobody", nice=10)
+    playbook = Playbook.model_validate(
+        {
+            "id": "renice_by_label",
+            "trigger": {"type": "agent.slow"},
+            "actions": [templated.model_dump(mode="json")],
+        }
+    )
+
+    assert templated.floor() is Risk.MEDIUM
+    assert fixed.floor() is Risk.LOW
+    assert playbook.effective_risk() is Risk.MEDIUM
+    assert playbook.needs_approval("medium")
+
+
+@needs_root
+def test_a_wildcard_user_label_reaches_no_other_user(spawn: Spawner, ctx: ActionContext) -> None:
+    mine = spawn("mine")
+    theirs = spawn("theirs", user=NOBODY)
+    action = ProcessRenice(target="agents", user="${labels.user}", nice=15)
+
+    steered = with_labels(ctx, user="*")
+    assert action.plan(steered).targets == []
+    assert action.execute(steered)["changed"] == []
+    named = action.plan(with_labels(ctx, user="nobody"))
+    assert named.targets == [f"pid {theirs.pid}"]
+    assert named.risk is Risk.MEDIUM
+    time.sleep(0.2)
+    assert untouched(mine) and untouched(theirs)
+
+
+# --- rollbacks of processes that changed since -----------------------------------------------
+
+
+def test_a_renice_rollback_leaves_a_process_that_became_protected(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    """Same pid, same start, but it exec'd into the Chroma server: AIOS no longer touches it."""
+    agent = spawn("renice-exec", become=f"{spawn.marker('renice-exec')} chroma run")
+    action = ProcessRenice(target="agents", nice=10)
+    undo = action.execute(ctx)
+    assert acted_on(undo, "renice") == [agent.pid]
+    assert agent.nice() == 10
+
+    os.kill(agent.pid, signal.SIGUSR1)
+    assert wait_until(lambda: "chroma run" in agent.cmdline())
+    message = action.rollback(undo, ctx)
+
+    assert agent.nice() == 10, "the rollback reniced a protected process"
+    assert f"pid {agent.pid} (protected)" in message
+    assert message.startswith("restored nothing")
+
+
+def test_a_sigstop_rollback_leaves_a_process_that_became_protected_stopped(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    agent = spawn("stop-exec", become=f"{spawn.marker('stop-exec')} prefect server start")
+    action = ProcessSignal(target="agents", signal="SIGSTOP")
+    undo = action.execute(ctx)
+    assert acted_on(undo, "signal") == [agent.pid]
+    assert wait_until(agent.stopped)
+
+    # Resumed by someone else, it execs into the Prefect server, and is stopped again.
+    os.kill(agent.pid, signal.SIGCONT)
+    os.kill(agent.pid, signal.SIGUSR1)
+    assert wait_until(lambda: "prefect server start" in agent.cmdline())
+    os.kill(agent.pid, signal.SIGSTOP)
+    assert wait_until(agent.stopped)
+    message = action.rollback(undo, ctx)
+
+    time.sleep(0.2)
+    assert agent.stopped(), "the rollback resumed a protected process"
+    assert "SIGCONT to 0 process(es)" in message
+    assert f"pid {agent.pid} (protected)" in message
+
+
+# --- an approval covers the processes it listed ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(ACTIONS))
+def test_a_process_matching_only_after_the_plan_is_left_alone(
+    kind: str, spawn: Spawner, ctx: ActionContext
+) -> None:
+    planned = spawn("planned")
+    action = ACTIONS[kind]()
+    assert action.plan(ctx).targets == [f"pid {planned.pid}"]
+
+    late = spawn("late")  # an agent too, started while a person looked at the plan
+    undo = action.execute(ctx)
+    try:
+        assert acted_on(undo, kind) == [planned.pid]
+        assert [entry["pid"] for entry in undo["left_alone"]] == [late.pid]
+        assert "not in the plan" in undo["left_alone"][0]["why"]
+        time.sleep(0.2)
+        assert untouched(late)
+    finally:
+        if kind != "kill":
+            action.rollback(undo, ctx)
+
+
+def test_a_planned_process_that_no_longer_matches_is_named(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    planned = spawn("gone")
+    action = ProcessSignal(target="agents", signal="SIGSTOP")
+    assert action.plan(ctx).targets == [f"pid {planned.pid}"]
+    planned.end()
+
+    undo = action.execute(ctx)
+
+    assert undo["sent"] == []
+    assert [entry["pid"] for entry in undo["left_alone"]] == [planned.pid]
+    assert "no longer chosen" in undo["left_alone"][0]["why"]
+
+
+class StartsOneWhileAsked(PolicyApprover):
+    """Approves, but while the person looks, a process that matches too is started."""
+
+    def __init__(self, start: Callable[[], Child]) -> None:
+        super().__init__(True, "alice")
+        self.start = start
+        self.started: list[Child] = []
+
+    def request(self, request: ApprovalRequest) -> Any:
+        self.started.append(self.start())
+        return super().request(request)
+
+
+def test_the_reactor_acts_only_on_the_processes_a_person_approved(
+    home: HomePaths, spawn: Spawner
+) -> None:
+    planned = spawn("approved", agent=False)
+    glob = f"*{spawn.marker('', agent=False)}*"
+    playbook = Playbook.model_validate(
+        {
+            "id": "kill_bystanders",
+            "trigger": {"type": "test.kill"},
+            "actions": [{"type": "process.kill", "cmdline": glob, "grace": "1s"}],
+        }
+    )
+    approver = StartsOneWhileAsked(lambda: spawn("started-while-asked", agent=False))
+    reactor = Reactor(PlaybookIndex([playbook]), aios.bus(), ReactorSettings(home), approver)
+
+    [outcome] = reactor.process(aios.emit("test.kill", {}))
+
+    [late] = approver.started
+    [request] = approver.requests
+    assert request.plan[0]["targets"] == [f"pid {planned.pid}"]
+    assert outcome.status == "unverified", outcome
+    assert wait_until(lambda: not planned.alive())
+    assert late.alive(), "a process the person never saw was killed"
+    [completed] = [e for e in aios.bus().log.events() if e.type == "action.completed"]
+    assert [k["pid"] for k in completed.payload["undo"]["killed"]] == [planned.pid]
+    assert [k["pid"] for k in completed.payload["undo"]["left_alone"]] == [late.pid]
+
+
+# --- a renice through the pinned process -----------------------------------------------------
+
+
+def test_a_process_that_exits_right_before_the_renice_is_not_reniced(
+    spawn: Spawner, ctx: ActionContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It exits (unreaped, its pid about to be free) after the last check, before the renice."""
+    agent = spawn("exits")
+    original = process_select.still_matching
+
+    def check_then_exit(held: Held, *args: Any) -> str | None:
+        why = original(held, *args)
+        os.kill(agent.pid, signal.SIGKILL)
+        assert wait_until(lambda: psutil.Process(agent.pid).status() == psutil.STATUS_ZOMBIE)
+        return why
+
+    monkeypatch.setattr(process_actions, "still_matching", check_then_exit)
+    undo = ProcessRenice(target="agents", nice=15).execute(ctx)
+
+    assert undo["changed"] == []
+    assert undo["skipped"] == [agent.pid]
+    assert any("exited before the renice" in note for note in undo["notes"]), undo["notes"]
+
+
+# --- numbers a playbook may not hold ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("idle_cpu_below: .inf", "idle_cpu_below"),
+        ("idle_cpu_below: .nan", "idle_cpu_below"),
+        ("memory_above_mb: .inf", "memory_above_mb"),
+        ("sample: 0", "sample"),
+        ("sample: 1ms", "sample"),
+    ],
+)
+def test_a_playbook_with_a_number_that_means_nothing_is_refused(
+    tmp_path: Path, line: str, field: str
+) -> None:
+    """``idle_cpu_below: .inf`` made every agent idle; ``sample: 0`` read a busy one as 0%."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "id: kill_idle\n"
+        "trigger: {type: resource.high}\n"
+        "actions:\n"
+        "  - type: process.kill\n"
+        "    target: idle_agents\n"
+        f"    {line}\n"
+    )
+
+    with pytest.raises(PlaybookError) as info:
+        load_playbooks([path])
+
+    [problem] = info.value.problems
+    assert problem.field == f"actions[0].{field}", problem
+    assert problem.line == 6

@@ -10,6 +10,9 @@ A chosen process is acted on only through ``hold``: it pins the process (a pidfd
 kernel has them) and confirms it is the one chosen, by pid and exact start time, so a pid
 reused in between is never hit; the action then checks it still matches (a process that made
 itself look like something else since is left alone).
+
+Values taken from events go into the globs through ``escape_glob``, so they match only
+literally: a label ``*`` names a process called ``*``, not every process.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import contextlib
 import fnmatch
 import functools
 import os
+import select as readiness
 import signal as signals
 import time
 from dataclasses import dataclass
@@ -60,6 +64,15 @@ class Chosen:
             f"({self.cmdline[:80]}{cpu}, {self.rss_mb:.0f} MB)"
         )
 
+    def is_same(self, other: Chosen) -> bool:
+        """Whether ``other`` is this very process: the same pid and start (to the clock tick
+        when both recorded it, else within a second)."""
+        if self.pid != other.pid:
+            return False
+        if self.start_ticks is not None and other.start_ticks is not None:
+            return self.start_ticks == other.start_ticks
+        return abs(self.create_time - other.create_time) <= 1.0
+
     def to_dict(self) -> dict[str, object]:
         return {
             "pid": self.pid,
@@ -72,6 +85,15 @@ class Chosen:
             "is_agent": self.is_agent,
             "start_ticks": self.start_ticks,
         }
+
+
+_GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]", "]": "[]]"}
+
+
+def escape_glob(text: str) -> str:
+    """A glob that matches exactly ``text`` (``fnmatch`` has no escape function of its own:
+    each special character becomes a one-character set, ``*`` -> ``[*]``)."""
+    return "".join(_GLOB_SPECIAL.get(char, char) for char in text)
 
 
 def matches_any(name: str, cmdline: str, patterns: tuple[str, ...]) -> bool:
@@ -104,6 +126,29 @@ class Selector:
     memory_above_mb: float | None = None
     older_than_s: float | None = None
     limit: int | None = None
+
+    def identity(self) -> dict[str, object]:
+        """What a process must keep matching (its name, command line, user, being an agent),
+        as plain data for an undo record; ``from_identity`` reads it back."""
+        return {
+            "name": self.name,
+            "cmdline": self.cmdline,
+            "user": self.user,
+            "agents_only": self.agents_only,
+        }
+
+    @classmethod
+    def from_identity(cls, data: dict[str, object]) -> Selector:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(
+            name=text("name"),
+            cmdline=text("cmdline"),
+            user=text("user"),
+            agents_only=bool(data.get("agents_only")),
+        )
 
 
 @functools.cache
@@ -267,6 +312,47 @@ class Held:
     @property
     def pid(self) -> int:
         return self.chosen.pid
+
+    def exited(self) -> bool:
+        """Whether the process has exited (a zombie counts). Without a pidfd: whether its pid
+        no longer holds the process chosen."""
+        if self._pidfd is None:
+            return same_process(self.chosen) is None
+        ready, _, _ = readiness.select([self._pidfd], [], [], 0)
+        return bool(ready)
+
+    def set_nice(self, value: int) -> int:
+        """Set the niceness to ``value``; the niceness it had.
+
+        ``setpriority`` takes a pid, not a pidfd, so the pidfd is asked before and after: a
+        pid is reused only once its process has exited, so a process that had not exited
+        after the call still held its pid throughout it. Raises psutil.NoSuchProcess when it
+        exited before or during the call (saying so when another process holds the pid now
+        and may have been reached), psutil.AccessDenied when not allowed.
+        """
+        if self._pidfd is None:
+            old = int(self.proc.nice())
+            self.proc.nice(value)  # psutil checks the start time right before
+            return old
+        try:
+            old = os.getpriority(os.PRIO_PROCESS, self.pid)
+            if self.exited():
+                raise psutil.NoSuchProcess(self.pid, msg="exited before the renice")
+            os.setpriority(os.PRIO_PROCESS, self.pid, value)
+        except ProcessLookupError:
+            raise psutil.NoSuchProcess(self.pid) from None
+        except PermissionError:
+            raise psutil.AccessDenied(self.pid) from None
+        if self.exited():
+            ticks = start_ticks(self.pid)
+            if ticks is not None and ticks != self.chosen.start_ticks:
+                raise psutil.NoSuchProcess(
+                    self.pid,
+                    msg=f"exited while being reniced; its pid now holds another process "
+                    f"(started at tick {ticks}), which may have been reniced: check it",
+                )
+            raise psutil.NoSuchProcess(self.pid, msg="exited while being reniced")
+        return old
 
     def send(self, sig: int) -> None:
         """Send ``sig``; psutil.NoSuchProcess if it has exited, AccessDenied if not allowed."""

@@ -2,8 +2,10 @@
 
 ``command.run`` runs an argv list (never a shell string) with a timeout, environment and
 working directory; it carries high risk, and it can be undone only by an ``undo`` argv the
-playbook supplies. ``notify`` posts JSON to a webhook. ``event.emit`` appends an event.
-``wait`` pauses. None of the last three changes anything that needs undoing.
+playbook supplies. A value an event puts into an argument may not start with ``-`` or hold a
+wildcard (``* ? [ ]``), so it cannot turn into an option or a pattern of the program run.
+``notify`` posts JSON to a webhook. ``event.emit`` appends an event. ``wait`` pauses. None of
+the last three changes anything that needs undoing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from aios.actions.base import (
+    _TEMPLATE,
     ActionContext,
     ActionError,
     ActionPlan,
@@ -29,9 +32,26 @@ from aios.actions.base import (
     render,
 )
 from aios.durations import Duration
-from aios.event import Severity
+from aios.event import Event, Severity
 
 _OUTPUT_LIMIT = 4000
+_WILDCARDS = frozenset("*?[]")
+
+
+def render_argument(item: str, event: Event) -> str:
+    """One argv item with its ``${path}`` templates filled in from ``event``.
+
+    Raises ActionError when a substituted value starts with ``-`` (the program would read an
+    option) or holds ``* ? [ ]`` (many programs, pkill or find for one, read a pattern).
+    """
+    for match in _TEMPLATE.finditer(item):
+        value = str(render(match.group(0), event))
+        if value.startswith("-") or _WILDCARDS.intersection(value):
+            raise ActionError(
+                f"argv item {item!r}: {match.group(0)} is {value[:80]!r} in the event; a value "
+                "from an event may not start with '-' or hold * ? [ ]"
+            )
+    return str(render(item, event))
 
 
 class CommandRun(ActionSpec):
@@ -61,7 +81,7 @@ class CommandRun(ActionSpec):
         return bool(self.undo)
 
     def _argv(self, argv: list[str], ctx: ActionContext) -> list[str]:
-        return [str(render(item, ctx.event)) for item in argv]
+        return [render_argument(item, ctx.event) for item in argv]
 
     def plan(self, ctx: ActionContext) -> ActionPlan:
         argv = self._argv(self.argv, ctx)
@@ -106,8 +126,10 @@ class CommandRun(ActionSpec):
         return result
 
     def execute(self, ctx: ActionContext) -> dict[str, Any]:
-        result = self._run(self._argv(self.argv, ctx))
-        result["undo_argv"] = self._argv(self.undo, ctx) if self.undo else None
+        argv = self._argv(self.argv, ctx)
+        undo = self._argv(self.undo, ctx) if self.undo else None  # refused before anything runs
+        result = self._run(argv)
+        result["undo_argv"] = undo
         return result
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
