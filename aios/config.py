@@ -106,8 +106,9 @@ class ReactorSettingsModel(BaseModel):
         for root in roots:
             if not root.is_absolute():
                 raise ValueError(f"{root} is not an absolute path")
-            if root == Path("/"):
-                raise ValueError("/ cannot be an allowed root")
+            if os.path.realpath(root) == "/":  # also /tmp/.., //, a symlink to /
+                how = "" if str(root) == "/" else f"{root} resolves to /, and "
+                raise ValueError(f"{how}/ cannot be an allowed root")
         return roots
 
 

@@ -224,7 +224,7 @@ def _process_memory(params: dict[str, Any], ctx: ProbeContext) -> float:
 
 def _file_value(params: dict[str, Any], ctx: ProbeContext) -> Any:
     from aios.actions.base import ActionError
-    from aios.actions.config_formats import detect_format, get_key, parse
+    from aios.actions.config_formats import MAX_CONFIG_BYTES, detect_format, get_key, parse
     from aios.actions.confine import open_file, open_parent, read_all
 
     path = str(params["file"])
@@ -234,13 +234,13 @@ def _file_value(params: dict[str, Any], ctx: ProbeContext) -> Any:
 
             fd = open_file(dir_fd, name)
             try:
-                raw = read_all(fd)
+                raw = read_all(fd, MAX_CONFIG_BYTES, path=path)
             finally:
                 os.close(fd)
         document = parse(
             raw.decode("utf-8"), detect_format(path, params.get("format", "auto")), path
         )
-        return get_key(document, str(params["key"]))
+        return get_key(document, str(params["key"]), path)
     except (ActionError, OSError, UnicodeDecodeError) as exc:
         raise ProbeError(f"file_value {path}: {exc}") from None
 

@@ -21,7 +21,9 @@ import re
 import shutil
 import stat
 import threading
-from collections.abc import Callable
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,14 @@ from pydantic import ValidationError
 
 from aios.actions import config_update, confine, files_cleanup
 from aios.actions.base import ActionContext, ActionError, ConfinementError
+from aios.actions.config_formats import MAX_CONFIG_BYTES, MAX_NODES
 from aios.actions.config_update import ConfigUpdate
-from aios.actions.files_cleanup import FilesCleanup
+from aios.actions.files_cleanup import MAX_WALK_DEPTH, FilesCleanup
+from aios.config import load_config
+from aios.errors import ConfigError
+from aios.event import check_json_value
+from aios.home import HomePaths
+from aios.playbooks.loader import PlaybookError, load_playbooks
 from tests.test_actions_files import load, make_ctx, make_file, racing_cleanup, snapshot
 
 CONFIG = b'{\n  "heartbeat": {\n    "interval": 60\n  }\n}\n'
@@ -414,6 +422,232 @@ def test_the_owner_of_the_file_is_kept_when_aios_runs_as_root(
     assert config.read_bytes() == CONFIG
 
 
+def test_rollback_refuses_a_directory_moved_out_since_the_update(
+    tmp_path: Path, root: Path, outside: Path, config: Path
+) -> None:
+    """Its path now leads nowhere in the root: the moved file (now outside) is not written."""
+    ctx = make_ctx(tmp_path, (root,))
+    action = update(config)
+    undo = action.execute(ctx)
+    config.parent.rename(outside / "conf")
+    before = tree(outside)
+
+    with pytest.raises(ConfinementError, match=re.escape(str(config))):
+        action.rollback(undo, ctx)
+
+    assert tree(outside) == before
+    assert (outside / "conf" / "agent.json").read_bytes() == WRITTEN
+
+
+# Config files the agent wrote to hurt the reactor: each is refused with an ActionError naming
+# the file, and nothing is written (no new file, no backup).
+
+
+def billion_laughs(levels: int) -> str:
+    """A YAML alias bomb: 9**levels strings once expanded, a few hundred bytes as written."""
+    lines = [
+        "heartbeat: {interval: 60}",
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    ]
+    for index in range(1, levels):
+        name, previous = chr(ord("a") + index), chr(ord("a") + index - 1)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def refused_without_writing(path: Path, tmp_path: Path, root: Path, **params: Any) -> str:
+    """Plan and execute ``config.update`` on ``path``: both must raise ActionError naming it,
+    and the file must keep its bytes, inode and times. Returns the execute's message."""
+    before = path.lstat()
+    data = path.read_bytes()
+    ctx = make_ctx(tmp_path, (root,))
+    action = ConfigUpdate(file=str(path), **{"key": "heartbeat.interval", "value": 1, **params})
+    with pytest.raises(ActionError) as planned:
+        action.plan(ctx)
+    with pytest.raises(ActionError) as executed:
+        action.execute(ctx)
+    for error in (planned, executed):
+        assert str(path) in str(error.value)
+    after = path.lstat()
+    assert path.read_bytes() == data
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert not list(ctx.paths.backups.rglob("*-*")), "a backup was written"
+    return str(executed.value)
+
+
+def test_an_alias_bomb_in_the_config_file_is_refused_quickly_in_little_memory(
+    tmp_path: Path, root: Path
+) -> None:
+    path = make_file(root / "conf" / "agent.yaml", billion_laughs(8))  # 43 million strings
+    assert path.stat().st_size < 500
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        message = refused_without_writing(path, tmp_path, root)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert f"more than {MAX_NODES} keys and values" in message
+    assert time.perf_counter() - started < 5
+    assert peak < 20 * 2**20
+
+
+def _oversized(root: Path) -> Path:
+    padding = b" " * MAX_CONFIG_BYTES
+    return make_file(root / "conf" / "agent.json", b'{"heartbeat": {"interval": 60}}' + padding)
+
+
+HOSTILE_FILES: dict[str, tuple[str, bytes, str]] = {
+    # what: (file name, content, what the error says)
+    "larger than the cap": ("agent.json", b"", f"larger than {MAX_CONFIG_BYTES} bytes"),
+    "JSON nested 5000 deep": (
+        "agent.json",
+        b'{"heartbeat": {"interval": 60}, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "nested deeper than 100 levels",
+    ),
+    "JSON nested 150 deep": (
+        "agent.json",
+        b'{"heartbeat": {"interval": 60}, "x": ' + b"[" * 150 + b"]" * 150 + b"}",
+        "nested deeper than 100 levels",
+    ),
+    "YAML nested 5000 deep": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        "nested deeper than 100 levels",
+    ),
+    "YAML alias to itself": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: &x [1, *x]\n",
+        "alias *x refers to a node that contains it",
+    ),
+    "JSON integer of 5000 digits": (
+        "agent.json",
+        b'{"heartbeat": {"interval": 60}, "x": ' + b"7" * 5000 + b"}",
+        "4300 digits",
+    ),
+    "YAML integer of 5000 digits": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: " + b"7" * 5000 + b"\n",
+        "4300 digits",
+    ),
+    "YAML timestamp that is no date": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: !!timestamp 2024-13-45\n",
+        "not valid YAML",
+    ),
+    "YAML omap of a scalar": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: !!omap 1\n",
+        "not valid YAML",
+    ),
+    "YAML omap with a key twice": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: !!omap [a: 1, a: 2]\n",
+        "not valid YAML",
+    ),
+    "YAML bool that is none": (
+        "agent.yaml",
+        b"heartbeat: {interval: 60}\nx: !!bool maybe\n",
+        "not valid YAML",
+    ),
+    "not UTF-8": ("agent.json", b'{"heartbeat": {"interval": 60}, "x": "\xff"}', "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("what", list(HOSTILE_FILES))
+def test_a_hostile_config_file_is_refused_naming_it_and_nothing_is_written(
+    what: str, tmp_path: Path, root: Path
+) -> None:
+    name, content, says = HOSTILE_FILES[what]
+    if what == "larger than the cap":
+        path = _oversized(root)
+    else:
+        path = make_file(root / "conf" / name, content)
+
+    message = refused_without_writing(path, tmp_path, root)
+
+    assert says in message
+
+
+@pytest.mark.parametrize(
+    ("content", "op", "value", "says"),
+    [
+        (b"heartbeat:\n  interval: " + b"9" * 400 + b"\n", "multiply", 2.5, "too large for a"),
+        (b"heartbeat:\n  interval: " + b"9" * 400 + b"\n", "add", 0.5, "too large for a"),
+        (b"heartbeat:\n  interval: " + b"9" * 400 + b"\n", "add", 1, "signed 64-bit range"),
+        (b"heartbeat:\n  interval: 9223372036854775807\n", "multiply", 2, "signed 64-bit range"),
+        (b"heartbeat:\n  interval: .nan\n", "add", 1, "not a finite number"),
+        (b"heartbeat:\n  interval: .inf\n", "multiply", 2, "not a finite number"),
+        (b"heartbeat:\n  interval: 1.0e308\n", "multiply", 10, "not a finite number"),
+    ],
+    ids=["huge*float", "huge+float", "huge+int", "past 64 bits", "nan", "inf", "overflows"],
+)
+def test_an_op_whose_result_is_no_finite_number_in_range_writes_nothing(
+    content: bytes, op: str, value: float, says: str, tmp_path: Path, root: Path
+) -> None:
+    path = make_file(root / "conf" / "agent.yaml", content)
+
+    message = refused_without_writing(path, tmp_path, root, op=op, value=value)
+
+    assert says in message
+
+
+def test_an_old_value_events_cannot_carry_is_recorded_as_text(tmp_path: Path, root: Path) -> None:
+    """A NaN or a huge integer read from the file must not keep the plan or the undo record
+    out of the event log."""
+    path = make_file(root / "conf" / "agent.yaml", b"heartbeat:\n  interval: .nan\n")
+    ctx = make_ctx(tmp_path, (root,))
+    action = ConfigUpdate(file=str(path), key="heartbeat.interval", value=60)
+
+    plan = action.plan(ctx).to_dict()
+    undo = action.execute(ctx)
+
+    check_json_value(plan, "plan")
+    check_json_value(undo, "undo")
+    assert undo["old"] == "nan"
+    assert path.read_text() == "heartbeat:\n  interval: 60\n"
+    action.rollback(undo, ctx)
+    assert path.read_text() == "heartbeat:\n  interval: .nan\n"
+
+
+PLAYBOOK = """\
+id: raise_timeout
+trigger: {{type: task.failed}}
+actions:
+  - type: config.update
+    file: /srv/agent/config.yaml
+    key: tools.timeout_s
+    op: multiply
+{params}
+"""
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "line"),
+    [
+        ("    value: 2\n    max: .nan\n", "actions[0].max", 9),
+        ("    value: 2\n    min: -.inf\n", "actions[0].min", 9),
+        ("    value: .nan\n", "actions[0].value", 8),
+        ("    value: {a: [1, .inf]}\n", "actions[0].value", 8),
+    ],
+    ids=["max nan", "min -inf", "value nan", "value nested inf"],
+)
+def test_a_playbook_with_a_non_finite_number_does_not_load(
+    params: str, field: str, line: int, tmp_path: Path
+) -> None:
+    """max: .nan would turn the limit off (min(nan, 300) is nan), and NaN would be written."""
+    path = tmp_path / "raise_timeout.yaml"
+    path.write_text(PLAYBOOK.format(params=params))
+
+    with pytest.raises(PlaybookError) as error:
+        load_playbooks([path])
+
+    problem = error.value.problems[0]
+    assert (problem.file, problem.line, problem.field) == (str(path), line, field)
+    assert "finite" in problem.message
+
+
 # ---------------------------------------------------------------------------------------------
 # files.cleanup
 
@@ -709,3 +943,94 @@ def test_a_swap_while_a_file_is_restored_puts_nothing_outside_and_links_nothing_
 def test_confine_refuses_a_nul_byte_by_name() -> None:
     with pytest.raises(ConfinementError, match="NUL"):
         confine.find_root("/srv/root/a\x00b", (Path("/srv/root"),))
+
+
+def nested_directories(top: Path, depth: int) -> Path:
+    """``top/d/d/.../d``, ``depth`` levels below ``top`` (made through descriptors: the path
+    grows past what one system call may take)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+    return top.joinpath(*["d"] * depth)
+
+
+def remove_nested(top: Path) -> None:
+    """Remove the chain ``top/d/d/...`` a level at a time: shutil.rmtree (and so pytest's
+    clean-up of old temporary directories) recurses once per level and would fail on it."""
+    chain, lifted = top / "d", top / "lifted"
+    while chain.is_dir():
+        if (chain / "d").is_dir():
+            (chain / "d").rename(lifted)
+        shutil.rmtree(chain)
+        if lifted.is_dir():
+            lifted.rename(chain)
+
+
+@pytest.fixture
+def deep_root(root: Path) -> Iterator[Path]:
+    """The root with 1200 nested directories in it, removed again afterwards."""
+    nested_directories(root, 1200)
+    yield root
+    remove_nested(root)
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_tree_too_deep_to_walk_is_skipped_and_the_rest_is_cleaned(
+    tmp_path: Path, deep_root: Path
+) -> None:
+    """1200 nested directories used to stop every cleanup of the root with a RecursionError."""
+    root = deep_root
+    shallow = make_file(root / "app.log", "top", age_days=OLD)
+    walked = make_file(root.joinpath(*["d"] * MAX_WALK_DEPTH, "app.log"), "deep", age_days=OLD)
+    beyond = root.joinpath(*["d"] * (MAX_WALK_DEPTH + 1))
+    make_file(beyond / "app.log", "beyond", age_days=OLD)
+    ctx = make_ctx(tmp_path, (root,))
+    action = FilesCleanup(patterns=["*.log"])
+    before = open_descriptors()
+
+    plan = action.plan(ctx)
+    undo = action.execute(ctx)
+
+    assert open_descriptors() == before
+    assert sorted(r["path"] for r in undo["removed"]) == sorted([str(walked), str(shallow)])
+    assert plan.targets == [r["path"] for r in undo["removed"]]
+    [note] = [n for n in undo["notes"] if "deep" in n]
+    assert note.startswith(f"skipped {beyond}: more than {MAX_WALK_DEPTH} directories deep")
+    assert (beyond / "app.log").exists()
+    action.rollback(undo, ctx)
+    assert walked.read_text() == "deep"
+
+
+@pytest.mark.parametrize("spelling", ["/tmp/..", "//", "/./", "/tmp/../.."])
+def test_a_spelling_of_slash_is_refused_as_an_allowed_root(
+    spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """find_root resolves the roots: any of these would make the whole filesystem a root."""
+    monkeypatch.delenv("AIOS_REACTOR__ALLOWED_ROOTS", raising=False)
+    home = HomePaths(tmp_path / "home")
+    home.root.mkdir()
+    home.config.write_text(f'[reactor]\nallowed_roots = ["{spelling}"]\n')
+
+    with pytest.raises(ConfigError) as error:
+        load_config(home)
+
+    assert error.value.key is not None and "allowed_roots" in error.value.key
+    assert "/ cannot be an allowed root" in str(error.value)
+    assert str(home.config) in str(error.value)
+
+
+def test_a_root_that_resolves_to_slash_confines_nothing(tmp_path: Path) -> None:
+    link = tmp_path / "everything"
+    link.symlink_to("/")
+    for root in (Path("/tmp/.."), link):
+        with pytest.raises(ConfinementError, match="cannot be an allowed root"):
+            confine.find_root("/etc/passwd", (root,))

@@ -4,22 +4,30 @@ The write is atomic; the original bytes are kept under ``$AIOS_HOME/backups/<rem
 and a rollback puts them back byte for byte, but only if the file still holds what the update
 wrote (a later change by someone else is never overwritten). The new file keeps the old one's
 mode and owner. A write is refused if, since the read, the file was replaced or changed or its
-directory left the allowed roots.
+directory left the allowed roots. Files larger than ``MAX_CONFIG_BYTES`` are not read, and an
+``add`` or ``multiply`` whose result is not a finite number in range writes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 
 from aios.actions.base import ActionContext, ActionError, ActionPlan, ActionSpec, Risk, render
-from aios.actions.config_formats import detect_format, get_key, parse, update_text
+from aios.actions.config_formats import (
+    MAX_CONFIG_BYTES,
+    detect_format,
+    get_key,
+    parse,
+    update_text,
+)
 from aios.actions.confine import (
     ensure_still_there,
     open_file,
@@ -27,7 +35,8 @@ from aios.actions.confine import (
     read_all,
     write_atomic_at,
 )
-from aios.event import check_json_value
+from aios.errors import EventValidationError
+from aios.event import INT_MAX, INT_MIN, check_json_value
 
 
 class ConfigUpdate(ActionSpec):
@@ -49,10 +58,29 @@ class ConfigUpdate(ActionSpec):
     op: Literal["set", "add", "multiply"] = Field(
         default="set", description="set the value, or add it to / multiply the current number."
     )
-    min: float | None = Field(default=None, description="Never go below this (add/multiply).")
-    max: float | None = Field(default=None, description="Never go above this (add/multiply).")
+    min: float | None = Field(
+        default=None, allow_inf_nan=False, description="Never go below this (add/multiply)."
+    )
+    max: float | None = Field(
+        default=None, allow_inf_nan=False, description="Never go above this (add/multiply)."
+    )
 
     risk_floor: ClassVar[Risk] = Risk.LOW
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        """NaN and infinity would be written into the file (or, as a bound, turn it off)."""
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"{item} is not a finite number; NaN and infinity are refused")
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
+        return value
 
     def _target(self, ctx: ActionContext) -> tuple[str, Any]:
         path = render(self.file, ctx.event)
@@ -60,44 +88,61 @@ class ConfigUpdate(ActionSpec):
         check_json_value(value, "value")
         return str(path), value
 
-    def _new_value(self, old: Any, value: Any) -> Any:
-        """The value to write, given what is there now."""
+    def _new_value(self, old: Any, value: Any, path: str) -> Any:
+        """The value to write, given what is there now; ActionError (naming ``path`` and the
+        key) if ``add``/``multiply`` cannot give a finite number in the signed 64-bit range."""
         if self.op == "set":
             return value
         if isinstance(old, bool) or not isinstance(old, int | float):
-            raise ActionError(f"{self.key} is {old!r}, not a number; cannot {self.op}")
+            raise ActionError(
+                f"{path}: {self.key} is {_shown(old)}, not a number; cannot {self.op}"
+            )
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ActionError(f"{self.op} needs a number, got {value!r}")
-        new = old + value if self.op == "add" else old * value
+            raise ActionError(f"{path}: {self.op} needs a number, got {_shown(value)}")
+        sign = "+" if self.op == "add" else "*"
+        what = f"{path}: {self.key}: {_shown(old)} {sign} {value!r}"
+        try:
+            new = old + value if self.op == "add" else old * value
+        except OverflowError:  # a huge integer from the file meets a float
+            raise ActionError(f"{what} gives a number too large for a float") from None
+        if isinstance(new, float) and not math.isfinite(new):
+            raise ActionError(f"{what} gives {new}, not a finite number")
         if self.max is not None:
             new = min(new, self.max)
         if self.min is not None:
             new = max(new, self.min)
-        return int(new) if isinstance(old, int) and float(new).is_integer() else new
+        if isinstance(old, int) and isinstance(new, float) and new.is_integer():
+            new = int(new)  # an integer setting stays an integer
+        if isinstance(new, int) and not INT_MIN <= new <= INT_MAX:
+            raise ActionError(f"{what} gives an integer outside the signed 64-bit range")
+        return new
 
     def _read(self, path: str, ctx: ActionContext) -> bytes:
         with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
             return _read_at(dir_fd, name, path).data
 
+    def _current(self, document: Any, path: str) -> Any:
+        """The value at the key now; None if it is missing and ``create`` is set."""
+        try:
+            return get_key(document, self.key, path)
+        except ActionError:
+            if not self.create:
+                raise
+            return None
+
     def plan(self, ctx: ActionContext) -> ActionPlan:
         path, value = self._target(ctx)
         raw = self._read(path, ctx)
         fmt = detect_format(path, self.format)
-        document = parse(raw.decode("utf-8"), fmt, path)
-        try:
-            old: Any = get_key(document, self.key)
-        except ActionError:
-            if not self.create:
-                raise
-            old = None
-        value = self._new_value(old, value)
+        old = self._current(parse(_decode(raw, path), fmt, path), path)
+        value = self._new_value(old, value, path)
         return ActionPlan(
             self.type,
-            f"set {self.key} in {path}: {old!r} -> {value!r}",
+            f"set {self.key} in {path}: {_shown(old)} -> {_shown(value)}",
             targets=[path],
             reversible=True,
             risk=self.floor(),
-            details={"file": path, "key": self.key, "old": old, "new": value},
+            details={"file": path, "key": self.key, "old": _recordable(old), "new": value},
         )
 
     def execute(self, ctx: ActionContext) -> dict[str, Any]:
@@ -105,9 +150,9 @@ class ConfigUpdate(ActionSpec):
         fmt = detect_format(path, self.format)
         with open_parent(path, ctx.allowed_roots) as (dir_fd, name):
             read = _read_at(dir_fd, name, path)
-            text = read.data.decode("utf-8")
+            text = _decode(read.data, path)
             if self.op != "set":
-                value = self._new_value(get_key(parse(text, fmt, path), self.key), value)
+                value = self._new_value(self._current(parse(text, fmt, path), path), value, path)
             edited, old = update_text(text, fmt, self.key, value, create=self.create, name=path)
             new = edited.encode("utf-8")
             backup = ctx.work_dir / f"{ctx.index}-{name}"
@@ -116,7 +161,7 @@ class ConfigUpdate(ActionSpec):
         return {
             "file": path,
             "key": self.key,
-            "old": old,
+            "old": _recordable(old),
             "new": value,
             "backup": str(backup),
             "written_sha256": hashlib.sha256(new).hexdigest(),
@@ -193,9 +238,35 @@ def _read_at(dir_fd: int, name: str, path: str) -> _Read:
     fd = open_file(dir_fd, name, path=path)
     try:
         info = os.fstat(fd)  # before the read: a change made during it shows at the check
-        return _Read(path, dir_fd, name, read_all(fd), info)
+        return _Read(path, dir_fd, name, read_all(fd, MAX_CONFIG_BYTES, path=path), info)
     finally:
         os.close(fd)
+
+
+def _decode(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ActionError(f"{path}: not UTF-8 text (byte {exc.start}); left as it is") from None
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _recordable(value: Any) -> Any:
+    """``value`` if an event can carry it, else its (shortened) repr.
+
+    The old value comes from the file and may be NaN or an integer past 64 bits, which the
+    event log refuses; the plan and the undo record must still be stored.
+    """
+    try:
+        check_json_value(value, "old")
+    except EventValidationError:
+        return _shown(value)
+    return value
 
 
 def _write_backup(path: Path, data: bytes) -> None:

@@ -49,9 +49,15 @@ def find_root(path: str | Path, roots: tuple[Path, ...]) -> tuple[Path, tuple[st
         )
     lexical = _lexical(path)
     for root in roots:
-        for candidate in {_lexical(root), Path(os.path.realpath(root))}:
+        written, real = _lexical(root), Path(os.path.realpath(root))
+        if real == Path("/"):
+            # Everything is under /: such a root would confine nothing.
+            raise ConfinementError(
+                f"allowed root {root} resolves to /, which cannot be an allowed root"
+            )
+        for candidate in {written, real}:
             if lexical == candidate or candidate in lexical.parents:
-                return Path(os.path.realpath(root)), lexical.relative_to(candidate).parts
+                return real, lexical.relative_to(candidate).parts
     raise ConfinementError(
         f"{lexical} is outside the allowed roots ({', '.join(str(r) for r in roots)})"
     )
@@ -160,13 +166,23 @@ def _refuse_unless_regular(info: os.stat_result, shown: str | Path) -> None:
         raise ActionError(f"{shown} is {what}; only regular files are read or written")
 
 
-def read_all(fd: int) -> bytes:
+def read_all(fd: int, limit: int | None = None, *, path: str | Path | None = None) -> bytes:
+    """Everything left to read in ``fd``.
+
+    With ``limit``, at most that many bytes: a longer file raises ActionError naming ``path``
+    (and the limit) once ``limit + 1`` bytes were read, so a huge file costs no more than that.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
-        chunk = os.read(fd, 1 << 20)
+        want = 1 << 20 if limit is None else min(1 << 20, limit + 1 - size)
+        chunk = os.read(fd, want)
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ActionError(f"{path or 'the file'}: larger than {limit} bytes; not read")
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -1,6 +1,7 @@
 """``files.cleanup``: remove old files matching globs from directories under the allowed roots.
 
-Directories are walked through descriptors without following any symlink; symlinks and
+Directories are walked through descriptors without following any symlink, down to
+``MAX_WALK_DEPTH`` levels (deeper ones are skipped, and the notes say so); symlinks and
 hard-linked files are left alone. The oldest files go first, up to ``max_bytes`` and
 ``max_files``. With ``trash: true`` (the default) each file is gzip-compressed into
 ``$AIOS_HOME/trash/<remediation>/`` before it is unlinked (logs shrink about tenfold, so space
@@ -48,6 +49,10 @@ from aios.actions.confine import (
     write_all,
 )
 from aios.durations import Duration
+
+# Directories deeper than this below a cleaned path are not walked (and the result says so):
+# log trees are shallow, and each level walked holds a descriptor open.
+MAX_WALK_DEPTH = 64
 
 
 @dataclass(frozen=True)
@@ -123,14 +128,64 @@ class FilesCleanup(ActionSpec):
 
     def _walk(
         self,
+        top_fd: int,
+        top: Path,
+        cutoff: float | None,
+        found: list[Candidate],
+        notes: list[str],
+    ) -> None:
+        """Add the candidates under the directory open as ``top_fd`` to ``found``.
+
+        Depth first, without recursion: one descriptor is open per level, and directories more
+        than MAX_WALK_DEPTH levels below ``top`` are skipped (said in ``notes``), so a deep
+        tree neither exhausts the stack nor the descriptors and the rest is still cleaned.
+        """
+        # Each level: its descriptor, its path, and the subdirectories still to visit.
+        levels = [(top_fd, top, self._scan(top_fd, top, cutoff, found, notes))]
+        try:
+            while levels:
+                dir_fd, where, pending = levels[-1]
+                if not pending:
+                    levels.pop()
+                    if dir_fd != top_fd:
+                        os.close(dir_fd)
+                    continue
+                name = pending.pop()
+                path = where / name
+                if len(levels) > MAX_WALK_DEPTH:
+                    notes.append(
+                        f"skipped {path}: more than {MAX_WALK_DEPTH} directories deep "
+                        "(files.cleanup goes no deeper)"
+                    )
+                    continue
+                try:
+                    child = open_file(dir_fd, name, os.O_RDONLY | os.O_DIRECTORY)
+                except (ConfinementError, OSError) as exc:
+                    notes.append(f"skipped {path}: {exc}")
+                    continue
+                try:
+                    levels.append((child, path, self._scan(child, path, cutoff, found, notes)))
+                except BaseException:
+                    os.close(child)
+                    raise
+        finally:
+            for dir_fd, _, _ in levels:
+                if dir_fd != top_fd:
+                    os.close(dir_fd)
+
+    def _scan(
+        self,
         dir_fd: int,
         where: Path,
         cutoff: float | None,
         found: list[Candidate],
         notes: list[str],
-    ) -> None:
+    ) -> list[str]:
+        """Add the candidates directly in ``dir_fd`` to ``found``; the subdirectories to visit
+        (last first, so they are visited in the order listed)."""
         with os.scandir(dir_fd) as entries:
             items = list(entries)
+        subdirectories: list[str] = []
         for entry in items:
             path = where / entry.name
             if entry.is_symlink():
@@ -138,15 +193,7 @@ class FilesCleanup(ActionSpec):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 if self.recursive:
-                    try:
-                        child = open_file(dir_fd, entry.name, os.O_RDONLY | os.O_DIRECTORY)
-                    except (ConfinementError, OSError) as exc:
-                        notes.append(f"skipped {path}: {exc}")
-                        continue
-                    try:
-                        self._walk(child, path, cutoff, found, notes)
-                    finally:
-                        os.close(child)
+                    subdirectories.append(entry.name)
                 continue
             if not entry.is_file(follow_symlinks=False):
                 continue
@@ -161,6 +208,8 @@ class FilesCleanup(ActionSpec):
             found.append(
                 Candidate(str(path), info.st_size, info.st_mtime, info.st_ino, info.st_dev)
             )
+        subdirectories.reverse()
+        return subdirectories
 
     def plan(self, ctx: ActionContext) -> ActionPlan:
         chosen, notes = self.choose(ctx)
