@@ -85,6 +85,12 @@ def run(
     return done
 
 
+def earn(home: HomePaths, root: Path, pb: Playbook, config_file: Path) -> None:
+    """As many approved and verified runs as a promotion takes."""
+    for _ in range(POLICY.promote_after):
+        assert run(home, root, pb, config_file).status == "succeeded"
+
+
 def autonomy(home: HomePaths, pb: Playbook) -> Any:
     with open_store(home) as con:
         return autonomy_of(con, home, [pb], POLICY)[pb.id]
@@ -133,8 +139,7 @@ def test_approved_and_verified_runs_earn_a_promotion_a_person_confirms(
     env = cli_env(pb, root, tmp_path)
     early = run_aios("playbooks", "promote", "retune", home=home, env=env)
     assert early.returncode == 2 and "0 of 3 approved and verified runs" in early.stderr
-    for _ in range(3):
-        assert run(home, root, pb, config_file).status == "succeeded"
+    earn(home, root, pb, config_file)
     assert autonomy(home, pb).earned and not autonomy(home, pb).promoted
     _, recorded = review(aios.bus(), home, [pb], POLICY)
     assert [e["type"] for e in recorded] == ["autonomy.promotion_proposed"]
@@ -180,8 +185,7 @@ def test_with_approvers_a_promotion_takes_one_allowed_the_risk_and_their_code(
 
     pb = playbook(config_file, risk="medium")
     env = cli_env(pb, root, tmp_path)
-    for _ in range(3):
-        assert run(home, root, pb, config_file).status == "succeeded"
+    earn(home, root, pb, config_file)
     configure(home, ana=("low", ANA), bob=("medium", BOB))
 
     def promote(*args: str) -> Any:
@@ -225,8 +229,7 @@ def test_a_promotion_holds_for_the_playbook_a_person_confirmed_not_an_edited_one
 ) -> None:
     pb = playbook(config_file, risk="medium")
     env = cli_env(pb, root, tmp_path)
-    for _ in range(3):
-        assert run(home, root, pb, config_file).status == "succeeded"
+    earn(home, root, pb, config_file)
     confirmed = run_aios("playbooks", "promote", "retune", "--approver", "bob", home=home, env=env)
     assert confirmed.returncode == 0, confirmed.stderr
     data = pb.model_dump(mode="json", exclude_none=True)

@@ -411,6 +411,22 @@ playbook_values = st.one_of(
 )
 
 
+def load_with(
+    tmp_path_factory: pytest.TempPathFactory,
+    form: dict[str, Any],
+    suffix: str,
+    data: st.DataObject,
+    values: st.SearchStrategy[Any],
+) -> tuple[tuple[Any, ...], Any]:
+    """``form`` with one drawn place holding a drawn value, written as ``suffix`` and loaded:
+    (the place, what loading it gave)."""
+    where = data.draw(st.sampled_from(list(locations(form))))
+    document = replaced(form, where, data.draw(values))
+    path = tmp_path_factory.mktemp("pb") / f"p{suffix}"
+    path.write_text(dump(document, suffix))
+    return where, loaded(path)
+
+
 @settings(FUZZ, max_examples=100)
 @given(st.sampled_from([SKELETON, SEED]), st.sampled_from([".yaml", ".json"]), st.data())
 def test_a_playbook_with_any_value_anywhere_loads_or_names_file_line_and_field(
@@ -419,11 +435,7 @@ def test_a_playbook_with_any_value_anywhere_loads_or_names_file_line_and_field(
     suffix: str,
     data: st.DataObject,
 ) -> None:
-    where = data.draw(st.sampled_from(list(locations(form))))
-    document = replaced(form, where, data.draw(playbook_values))
-    path = tmp_path_factory.mktemp("pb") / f"p{suffix}"
-    path.write_text(dump(document, suffix))
-    result = loaded(path)
+    where, result = load_with(tmp_path_factory, form, suffix, data, playbook_values)
     for problem in result.problems:
         if problem.field is None:  # about the file as a whole: syntax, or not a mapping
             continue
@@ -446,11 +458,7 @@ def test_a_playbook_with_nan_or_infinity_anywhere_never_loads(
     suffix: str,
     data: st.DataObject,
 ) -> None:
-    where = data.draw(st.sampled_from(list(locations(form))))
-    document = replaced(form, where, data.draw(non_finite_values))
-    path = tmp_path_factory.mktemp("pb") / f"p{suffix}"
-    path.write_text(dump(document, suffix))
-    result = loaded(path)
+    where, result = load_with(tmp_path_factory, form, suffix, data, non_finite_values)
     assert result.playbooks == [], where
     assert all(root_of(p.field or "") == where[0] for p in result.problems), result.problems
 

@@ -217,21 +217,31 @@ def test_the_protocol_check_knows_a_backend_from_an_incomplete_one(tmp_path: Pat
     assert any(p.startswith("get(") for p in problems), problems
 
 
-def test_collectors_that_raise_or_return_junk_are_reported_and_the_cycle_goes_on(
-    home: HomePaths, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def cycle_with_collectors(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch, *collectors: tuple[str, str]
+) -> Any:
+    """One monitor cycle with these (name, function in this module) collectors installed."""
     import aios
     from aios.config import load_config
     from aios.observe.monitor import run_cycle
 
     found = records(
-        "collector",
-        point("aios.collectors", "acme.good", "good_collector"),
-        point("aios.collectors", "acme.raising", "raising_collector"),
-        point("aios.collectors", "acme.junk", "junk_collector"),
+        "collector", *(point("aios.collectors", name, func) for name, func in collectors)
     )
     monkeypatch.setattr(discovery, "_found", found)
-    report = run_cycle(aios.bus(), home, load_config(home))
+    return run_cycle(aios.bus(), home, load_config(home))
+
+
+def test_collectors_that_raise_or_return_junk_are_reported_and_the_cycle_goes_on(
+    home: HomePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = cycle_with_collectors(
+        home,
+        monkeypatch,
+        ("acme.good", "good_collector"),
+        ("acme.raising", "raising_collector"),
+        ("acme.junk", "junk_collector"),
+    )
     assert report.failed_steps == []
     ticks = events_of(home, "type = 'acme.tick'")
     assert [(t[1], t[2]) for t in ticks] == [("plugin.acme.good", {})]
@@ -888,18 +898,13 @@ def spoofing_collector(ctx: Any) -> list[dict[str, Any]]:
 def test_a_collector_that_exits_or_claims_an_aios_source_is_reported_and_the_rest_run(
     home: HomePaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import aios
-    from aios.config import load_config
-    from aios.observe.monitor import run_cycle
-
-    found = records(
-        "collector",
-        point("aios.collectors", "acme.a_exits", "exiting_collector"),
-        point("aios.collectors", "acme.b_spoof", "spoofing_collector"),
-        point("aios.collectors", "acme.c_good", "good_collector"),
+    report = cycle_with_collectors(
+        home,
+        monkeypatch,
+        ("acme.a_exits", "exiting_collector"),
+        ("acme.b_spoof", "spoofing_collector"),
+        ("acme.c_good", "good_collector"),
     )
-    monkeypatch.setattr(discovery, "_found", found)
-    report = run_cycle(aios.bus(), home, load_config(home))
     assert report.failed_steps == []
     failed = {p["plugin"]: p["error"] for _, _, p, _ in events_of(home, "type = 'plugin.failed'")}
     assert failed["acme.a_exits"] == "SystemExit: 5"
