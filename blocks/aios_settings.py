@@ -104,7 +104,12 @@ class AIOSSettings(Block):
             if value is not None:
                 changes.setdefault(section, {})[key] = value
 
-        put("monitor", "thresholds", self.thresholds)
+        if self.thresholds is not None:  # per resource, over what config.toml says
+            configured = {
+                name: threshold.model_dump(by_alias=True)
+                for name, threshold in config.monitor.thresholds.items()
+            }
+            put("monitor", "thresholds", {**configured, **self.thresholds})
         put("score", "preset", self.score_preset)
         put("score", "weights", self.score_weights)
         put("reactor", "approve_from", self.approve_from)

@@ -206,3 +206,7 @@ def test_an_approval_is_for_the_processes_planned_not_a_pid_reused_since() -> No
 
     assert plan_digest(playbook, [plan(100)]) == plan_digest(playbook, [plan(100)])
     assert plan_digest(playbook, [plan(100)]) != plan_digest(playbook, [plan(101)])
+    both = plan(100)
+    both["details"]["processes"].append({"pid": 4343, "start_ticks": 7})
+    swapped = {**both, "details": {"processes": both["details"]["processes"][::-1]}}
+    assert plan_digest(playbook, [both]) == plan_digest(playbook, [swapped])  # order aside

@@ -1010,6 +1010,29 @@ def test_a_tree_too_deep_to_walk_is_skipped_and_the_rest_is_cleaned(
     assert walked.read_text() == "deep"
 
 
+def test_a_file_gone_between_listing_and_reading_is_skipped_and_the_rest_cleaned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log rotated away while the directory is read used to stop the whole cleanup."""
+    from aios.actions import files_cleanup
+
+    root = tmp_path / "root"
+    rotated = make_file(root / "a.log", "rotated", age_days=OLD)
+    kept = make_file(root / "b.log", "old", age_days=OLD)
+    real = files_cleanup._kind_of
+
+    def rotating(entry: Any) -> str:
+        if entry.name == rotated.name and rotated.exists():
+            rotated.unlink()  # rotated away after the listing, before the stat
+        return real(entry)
+
+    monkeypatch.setattr(files_cleanup, "_kind_of", rotating)
+    ctx = make_ctx(tmp_path, (root,))
+    undo = FilesCleanup(patterns=["*.log"]).execute(ctx)
+    assert [r["path"] for r in undo["removed"]] == [str(kept)]
+    assert any(n.startswith(f"skipped {rotated}") for n in undo["notes"]), undo["notes"]
+
+
 @pytest.mark.parametrize("spelling", ["/tmp/..", "//", "/./", "/tmp/../.."])
 def test_a_spelling_of_slash_is_refused_as_an_allowed_root(
     spelling: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -555,7 +555,7 @@ def test_a_wildcard_user_label_reaches_no_other_user(spawn: Spawner, ctx: Action
 # --- rollbacks of processes that changed since -----------------------------------------------
 
 
-def test_a_renice_rollback_leaves_a_process_that_became_protected(
+def test_a_renice_rollback_leaves_a_process_that_became_protected_and_fails(
     spawn: Spawner, ctx: ActionContext
 ) -> None:
     """Same pid, same start, but it exec'd into the Chroma server: AIOS no longer touches it."""
@@ -567,14 +567,15 @@ def test_a_renice_rollback_leaves_a_process_that_became_protected(
 
     os.kill(agent.pid, signal.SIGUSR1)
     assert wait_until(lambda: "chroma run" in agent.cmdline())
-    message = action.rollback(undo, ctx)
+    with pytest.raises(ActionError) as failed:  # not undone: a person is told, not "done"
+        action.rollback(undo, ctx)
 
     assert agent.nice() == 10, "the rollback reniced a protected process"
-    assert f"pid {agent.pid} (protected)" in message
-    assert message.startswith("restored nothing")
+    assert f"pid {agent.pid} (protected)" in str(failed.value)
+    assert str(failed.value).startswith("restored nothing")
 
 
-def test_a_sigstop_rollback_leaves_a_process_that_became_protected_stopped(
+def test_a_sigstop_rollback_leaves_a_process_that_became_protected_stopped_and_fails(
     spawn: Spawner, ctx: ActionContext
 ) -> None:
     agent = spawn("stop-exec", become=f"{spawn.marker('stop-exec')} prefect server start")
@@ -589,12 +590,13 @@ def test_a_sigstop_rollback_leaves_a_process_that_became_protected_stopped(
     assert wait_until(lambda: "prefect server start" in agent.cmdline())
     os.kill(agent.pid, signal.SIGSTOP)
     assert wait_until(agent.stopped)
-    message = action.rollback(undo, ctx)
+    with pytest.raises(ActionError) as failed:  # not undone: a person is told, not "done"
+        action.rollback(undo, ctx)
 
     time.sleep(0.2)
     assert agent.stopped(), "the rollback resumed a protected process"
-    assert "SIGCONT to 0 process(es)" in message
-    assert f"pid {agent.pid} (protected)" in message
+    assert "SIGCONT to 0 process(es)" in str(failed.value)
+    assert f"pid {agent.pid} (protected)" in str(failed.value)
 
 
 # --- an approval covers the processes it listed ----------------------------------------------
@@ -701,6 +703,33 @@ def test_a_process_that_exits_right_before_the_renice_is_not_reniced(
     assert any("exited before the renice" in note for note in undo["notes"]), undo["notes"]
 
 
+def test_a_renice_works_with_a_thousand_descriptors_open(
+    spawn: Spawner, ctx: ActionContext
+) -> None:
+    """A long-running AIOS may hold many descriptors; the pidfd's number is then above what
+    select() takes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    opened: list[int] = []
+    try:
+        while not opened or opened[-1] < 1030:
+            opened.append(os.open(os.devnull, os.O_RDONLY))
+        agent = spawn("many-fds")
+        action = ProcessRenice(target="agents", nice=12)
+        undo = action.execute(ctx)
+        assert acted_on(undo, "renice") == [agent.pid] and agent.nice() == 12
+        action.rollback(undo, ctx)
+        assert agent.nice() == 0
+    finally:
+        for fd in opened:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 # --- numbers a playbook may not hold ---------------------------------------------------------
 
 
@@ -734,3 +763,27 @@ def test_a_playbook_with_a_number_that_means_nothing_is_refused(
     [problem] = info.value.problems
     assert problem.field == f"actions[0].{field}", problem
     assert problem.line == 6
+
+
+def test_a_verify_pattern_takes_the_event_value_literally(spawn: Spawner) -> None:
+    """agent_memory_leak verifies with ``*${labels.agent}*``: a label ``*`` must not make the
+    reading cover every process (and so pass or fail for the wrong ones)."""
+    from aios.event import Event
+    from aios.probes import PROBES, ProbeContext
+    from aios.reactor.engine import _render_param
+
+    spawn("verified")
+    marker = spawn.marker("verified")
+    count = PROBES["process_count"].read
+    ctx = ProbeContext((), list)
+
+    def counted(label: str) -> int:
+        event = Event.create(type="agent.memory_leak", labels={"agent": label})
+        pattern = _render_param("*${labels.agent}*", event, glob=True)
+        return int(count({"pattern": pattern}, ctx))
+
+    assert counted(marker) == 1
+    # As globs each would match the child; taken literally no process has these names.
+    for label in (marker[:-3] + "*", marker[:-1] + "?", marker[:-1] + "[a-z]"):
+        assert counted(label) == 0, label
+    assert counted(" ") == 0  # blank: the template itself, which matches nothing

@@ -52,7 +52,10 @@ def test_a_saved_block_overrides_config_toml_and_empty_fields_keep_it(
 ) -> None:
     from blocks.aios_settings import AIOSSettings, effective_config, forget_cached
 
-    home.config.write_text('[reactor]\napproval_timeout = "2h"\n\n[score]\npreset = "ops"\n')
+    home.config.write_text(
+        '[reactor]\napproval_timeout = "2h"\n\n[score]\npreset = "ops"\n\n'
+        "[monitor.thresholds.memory]\nraise = 60\nclear = 50\n"
+    )
     assert effective_config(home).reactor.approval_timeout == timedelta(hours=2)
     AIOSSettings(approval_timeout="30m", thresholds={"cpu": {"raise": 90, "clear": 75}}).save(
         "aios"
@@ -61,7 +64,8 @@ def test_a_saved_block_overrides_config_toml_and_empty_fields_keep_it(
     config = effective_config(home)
     assert config.reactor.approval_timeout == timedelta(minutes=30)
     assert config.monitor.thresholds["cpu"].raise_at == 90
-    assert config.monitor.thresholds["memory"].raise_at == 85  # the other resources kept
+    assert config.monitor.thresholds["memory"].raise_at == 60  # config.toml's, kept
+    assert config.monitor.thresholds["disk"].raise_at == 90  # the default, kept
     assert config.score.preset == "ops"  # empty in the block: config.toml's value
 
 

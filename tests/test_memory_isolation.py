@@ -284,6 +284,27 @@ def test_a_link_and_its_grant_belong_to_one_collection(palace: MemoryPalace) -> 
     assert [n.key for n in other.neighbors("alpha-plan")] == ["beta-task"]
 
 
+def test_a_key_taken_over_by_another_owner_keeps_none_of_the_old_grants(
+    palace: MemoryPalace,
+) -> None:
+    """An agent stores a placeholder under a key another agent's memory will get, and links
+    it into a third agent's memory: when the operator stores the real memory there, neither
+    the placeholder's owner nor the agent it was linked into sees it."""
+    squatter, third = palace.for_agent("mallory"), palace.for_agent("gamma")
+    third.store("gamma-note", "gamma's note")
+    third.share("gamma-note", "mallory")
+    squatter.store("lesson-0123456789ab", "placeholder")
+    squatter.link("lesson-0123456789ab", "gamma-note", "about")
+    assert third.get("lesson-0123456789ab") is not None  # the link's grant, as meant
+    palace.store("lesson-0123456789ab", SECRET, owner="alpha")
+    for view in (squatter, third):
+        assert view.get("lesson-0123456789ab") is None
+        assert "lesson-0123456789ab" not in keys(view.query(SECRET, MAX_TOP_K))
+    assert palace.neighbors("lesson-0123456789ab") == []  # the placeholder's link went too
+    alpha = palace.for_agent("alpha").get("lesson-0123456789ab")
+    assert alpha is not None and alpha.value == SECRET
+
+
 def test_a_fresh_process_keeps_the_isolation(palace: MemoryPalace, home: HomePaths) -> None:
     alpha = palace.for_agent("alpha")
     alpha.store("alpha-secret", SECRET)

@@ -599,6 +599,8 @@ version = "1.0"
 "acme.exits" = "acme_faulty.actions:ExitingAction"
 "acme.no_floor" = "acme_faulty.actions:NoFloor"
 "acme.unknown_undo" = "acme_faulty.actions:UnknownUndo"
+"acme.word_floor" = "acme_faulty.actions:WordFloor"
+"acme.odd_undo" = "acme_faulty.actions:OddUndo"
 "acme.model_user" = "acme_faulty.model_user:ModelUser"
 
 [project.entry-points."aios.probes"]
@@ -658,6 +660,20 @@ class UnknownUndo(Quiet):
 
     def is_reversible(self) -> bool:
         sys.exit(4)
+
+
+class WordFloor(Quiet):
+    type: Literal["acme.word_floor"] = "acme.word_floor"
+
+    def floor(self) -> Risk:
+        return "low"  # a word, not a Risk
+
+
+class OddUndo(Quiet):
+    type: Literal["acme.odd_undo"] = "acme.odd_undo"
+
+    def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
+        return {"not", "text"}  # no event can carry a set
 '''
 FAULTY_MODEL_USER = '''\
 """An action whose module imports the playbook model, as a plugin may."""
@@ -792,9 +808,10 @@ def test_a_plugin_action_that_exits_fails_its_remediation_and_the_reactor_goes_o
         on("acme.exit_now", "exits", {"type": "acme.exits"}),
         on("acme.undo_unknown", "undo", {"type": "acme.unknown_undo"}),
         on("acme.after", "after", {"type": "wait", "duration": "0s"}),
+        on("acme.odd", "odd", *[{"type": "acme.odd_undo"}] * 2, {"type": "acme.exits"}),
     )
     env = plugin_env(faulty_site, home)
-    for kind in ("acme.exit_now", "acme.undo_unknown", "acme.after"):
+    for kind in ("acme.exit_now", "acme.undo_unknown", "acme.after", "acme.odd"):
         assert run_aios(env, "emit", kind).returncode == 0
     react = ["react", "--once", "--json", "--since", "1h", "--playbooks", str(folder)]
     done = run_aios(env, *react)
@@ -807,9 +824,18 @@ def test_a_plugin_action_that_exits_fails_its_remediation_and_the_reactor_goes_o
         p["playbook"]: p["outcome"]
         for _, _, p, _ in events_of(home, "type = 'remediation.finished'")
     }
-    assert finished == {"exits": "failed", "undo": "unverified", "after": "unverified"}
+    assert finished == {
+        "exits": "failed",
+        "undo": "unverified",
+        "after": "unverified",
+        "odd": "failed",
+    }
+    # Both odd undos were rolled back, their answers recorded as text.
+    undone = [p for _, _, p, _ in events_of(home, "type = 'rollback.completed'")]
+    assert [u["action"] for u in undone] == ["acme.odd_undo", "acme.odd_undo"]
+    assert all("'not'" in u["restored"] for u in undone)
     completed = {p["action"]: p for _, _, p, _ in events_of(home, "type = 'action.completed'")}
-    assert set(completed) == {"acme.unknown_undo", "wait"}  # the exit completed nothing
+    assert set(completed) == {"acme.unknown_undo", "wait", "acme.odd_undo"}  # exits: nothing
     assert completed["acme.unknown_undo"]["reversible"] is False
     assert "reversible_error" not in completed["wait"]
     assert completed["acme.unknown_undo"]["reversible_error"] == (
@@ -823,15 +849,18 @@ def test_a_plugin_action_that_exits_fails_its_remediation_and_the_reactor_goes_o
         "exits": "already done (failed)",
         "undo": "already done (unverified)",
         "after": "already done (unverified)",
+        "odd": "already done (failed)",
     }
-    assert len(events_of(home, "type = 'action.started'")) == 3
+    assert len(events_of(home, "type = 'action.started'")) == 6
 
 
 def test_a_plugin_floor_that_raises_counts_as_high_risk_and_says_why(
     faulty_site: Path, home: HomePaths, tmp_path: Path
 ) -> None:
     folder = write_playbooks(
-        tmp_path / "books", on("acme.floor", "no_floor", {"type": "acme.no_floor"})
+        tmp_path / "books",
+        on("acme.floor", "no_floor", {"type": "acme.no_floor"}),
+        on("acme.word", "word_floor", {"type": "acme.word_floor"}),
     )
     env = plugin_env(faulty_site, home)
     listed = run_aios(env, "playbooks", "list", "--json", "--playbooks", str(folder))
@@ -842,6 +871,9 @@ def test_a_plugin_floor_that_raises_counts_as_high_risk_and_says_why(
     assert row["risk_problems"] == [why]
     table = run_aios(env, "playbooks", "list", "--playbooks", str(folder))
     assert f"no_floor: counted as high risk: {why}" in " ".join(table.stderr.split())
+    [word] = [r for r in json.loads(listed.stdout) if r["id"] == "word_floor"]
+    assert (word["effective_risk"], word["needs_approval"]) == ("high", True)
+    assert "floor() gave 'low', not an aios.actions.Risk" in word["risk_problems"][0]
     assert run_aios(env, "emit", "acme.floor").returncode == 0
     dry = run_aios(
         env, "react", "--once", "--dry-run", "--json", "--since", "1h", "--playbooks", str(folder)
@@ -972,3 +1004,6 @@ def test_a_plugin_agent_that_exits_fails_its_run_and_its_memory_is_its_own_view(
     assert result == {"agent": "acme_rememberer", "sees": ["own"]}  # not the other's note
     mine = operator.get("own")
     assert mine is not None and mine.owner == "acme_rememberer"
+    named = AgentContext(aios.bus(), home, config, agent="acme_rememberer")
+    with pytest.raises(PluginError, match="'lessons' collection is AIOS's own"):
+        named.memory("lessons")  # lessons are read through the table's rules

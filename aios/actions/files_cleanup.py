@@ -165,6 +165,9 @@ class FilesCleanup(ActionSpec):
                     continue
                 try:
                     levels.append((child, path, self._scan(child, path, cutoff, found, notes)))
+                except OSError as exc:  # unreadable: said, and the rest is still cleaned
+                    os.close(child)
+                    notes.append(f"skipped {path}: {exc.strerror or exc}")
                 except BaseException:
                     os.close(child)
                     raise
@@ -188,18 +191,26 @@ class FilesCleanup(ActionSpec):
         subdirectories: list[str] = []
         for entry in items:
             path = where / entry.name
-            if entry.is_symlink():
+            try:
+                kind = _kind_of(entry)
+                if kind == "file" and any(
+                    fnmatch.fnmatchcase(entry.name, p) for p in self.patterns
+                ):
+                    info = entry.stat(follow_symlinks=False)
+                else:
+                    info = None
+            except OSError as exc:  # gone since listed (a rotated log), or not ours to read
+                notes.append(f"skipped {path}: {exc.strerror or exc}")
+                continue
+            if kind == "symlink":
                 notes.append(f"skipped symlink {path}")
                 continue
-            if entry.is_dir(follow_symlinks=False):
+            if kind == "directory":
                 if self.recursive:
                     subdirectories.append(entry.name)
                 continue
-            if not entry.is_file(follow_symlinks=False):
+            if info is None:
                 continue
-            if not any(fnmatch.fnmatchcase(entry.name, p) for p in self.patterns):
-                continue
-            info = entry.stat(follow_symlinks=False)
             if cutoff is not None and info.st_mtime >= cutoff:
                 continue
             if info.st_nlink > 1:
@@ -417,3 +428,12 @@ def purge_trash(trash_root: Path, older_than_s: float) -> int:
             shutil.rmtree(entry)
             purged += 1
     return purged
+
+
+def _kind_of(entry: os.DirEntry[str]) -> str:
+    """symlink, directory, file, or other (FIFOs, sockets, devices), never following links."""
+    if entry.is_symlink():
+        return "symlink"
+    if entry.is_dir(follow_symlinks=False):
+        return "directory"
+    return "file" if entry.is_file(follow_symlinks=False) else "other"

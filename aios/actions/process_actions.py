@@ -349,7 +349,8 @@ class ProcessSignal(ProcessAction):
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
         """SIGCONT to each process AIOS stopped that is still the one stopped and still
-        matches the selection; the others are named and left as they are."""
+        matches the selection. One that no longer matches (protected now, say) is left as it
+        is and the rollback fails naming it, so a person looks rather than AIOS resuming it."""
         if undo.get("signal") != "SIGSTOP":
             raise IrreversibleError(f"{undo.get('signal')} cannot be undone")
         selector = self._rollback_selector(undo, ctx)
@@ -374,11 +375,11 @@ class ProcessSignal(ProcessAction):
                 target.close()
         text = f"sent SIGCONT to {len(resumed)} process(es) AIOS had stopped: {resumed}"
         text += f"; left stopped as found: {left}" if left else ""
-        return text + (
-            f"; left stopped, no longer matching the selection: {', '.join(changed)}"
-            if changed
-            else ""
-        )
+        if changed:  # not undone: a person must look (rollback.failed, escalated)
+            raise ActionError(
+                f"{text}; left stopped, no longer matching the selection: {', '.join(changed)}"
+            )
+        return text
 
 
 class ProcessRenice(ProcessAction):
@@ -418,7 +419,8 @@ class ProcessRenice(ProcessAction):
 
     def rollback(self, undo: dict[str, Any], ctx: ActionContext) -> str:
         """The old niceness back on each process AIOS reniced that is still the one reniced
-        and still matches the selection; the others are named and left as they are."""
+        and still matches the selection. One that no longer matches is left as it is and the
+        rollback fails naming it, so a person looks."""
         selector = self._rollback_selector(undo, ctx)
         restored, gone, changed = [], [], []
         for entry in undo.get("changed", []):
@@ -444,11 +446,11 @@ class ProcessRenice(ProcessAction):
             restored.append(f"pid {entry['pid']} nice {entry['old_nice']}")
         text = "restored " + (", ".join(restored) or "nothing")
         text += f"; gone since: {gone}" if gone else ""
-        return text + (
-            f"; left as they are, no longer matching the selection: {', '.join(changed)}"
-            if changed
-            else ""
-        )
+        if changed:  # not undone: a person must look (rollback.failed, escalated)
+            raise ActionError(
+                f"{text}; left reniced, no longer matching the selection: {', '.join(changed)}"
+            )
+        return text
 
 
 def _chosen_from(entry: dict[str, Any]) -> Chosen:

@@ -318,8 +318,9 @@ class Held:
         no longer holds the process chosen."""
         if self._pidfd is None:
             return same_process(self.chosen) is None
-        ready, _, _ = readiness.select([self._pidfd], [], [], 0)
-        return bool(ready)
+        poller = readiness.poll()  # not select(): it refuses descriptors above 1023
+        poller.register(self._pidfd, readiness.POLLIN)
+        return bool(poller.poll(0))
 
     def set_nice(self, value: int) -> int:
         """Set the niceness to ``value``; the niceness it had.

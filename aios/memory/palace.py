@@ -275,11 +275,34 @@ class MemoryPalace:
                         f"key {key!r}: taken by a memory {self.agent} does not own"
                     )
         vectors = self.embedding.embed([text for _, text, _ in pending])
+        # A key stored again by its owner keeps its shares and link grants; a key taken over by
+        # another owner (only the operator can) is another memory: the old one's shares, links
+        # and grants go, as when it is deleted, so nobody keeps seeing what the key now holds.
+        replaced = sorted(
+            key
+            for key, _, meta in pending
+            if key in before and before[key].owner != meta.get(OWNER_KEY)
+        )
         items = [
             Item(key, text, vectors[i], meta | grant_metadata(before.get(key)))
+            if key not in replaced
+            else Item(key, text, vectors[i], meta)
             for i, (key, text, meta) in enumerate(pending)
         ]
-        self.backend.upsert(self.collection, self.embedding.name, items)
+        if not replaced:
+            self.backend.upsert(self.collection, self.embedding.name, items)
+            return len(items)
+        with self._grants_lock():
+            with open_store(self.paths) as con:
+                into = sorted(
+                    {k for key in replaced for k in linked_into(con, self.collection, key)}
+                )
+            for key in replaced:  # its links end with it
+                self.bus.emit(DELETED, {"collection": self.collection, "key": key}, source=SOURCE)
+            # Gone first: a backend's upsert may merge metadata (Chroma's does), grants too.
+            self.backend.delete(self.collection, replaced)
+            self.backend.upsert(self.collection, self.embedding.name, items)
+            self._refresh_link_grants(into)
         return len(items)
 
     def _read(self, key: str) -> Memory | None:

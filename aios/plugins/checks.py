@@ -74,7 +74,9 @@ def check_action(name: str, obj: Any, accepted: list[PluginRecord]) -> Any:
 
         def floor(self: Any) -> Risk:
             found = own_floor(self)
-            return found.at_least(declared) if isinstance(found, Risk) else declared
+            if not isinstance(found, Risk):  # a floor it cannot state is the highest
+                raise TypeError(f"floor() gave {found!r}, not an aios.actions.Risk")
+            return found.at_least(declared)
 
         setattr(obj, "floor", floor)  # noqa: B010 - a method replaced on purpose
     return obj

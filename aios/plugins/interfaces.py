@@ -112,11 +112,17 @@ class AgentContext:
         """This agent's view of the memory palace (``MemoryPalace.for_agent``): its own
         memories, the shared ones and those shared with it, never another agent's. Raises
         PluginError when the context names no agent."""
+        from aios.lessons.model import COLLECTION as LESSONS
         from aios.memory.palace import MemoryPalace
         from aios.plugins.discovery import PluginError
 
         if not self.agent:
             raise PluginError("this agent context names no agent: it has no memory view")
+        if collection == LESSONS:  # read through the table's rules, not the index beneath
+            raise PluginError(
+                f"the {LESSONS!r} collection is AIOS's own: look lessons up with "
+                "aios.lessons.index.LessonIndex.similar(..., agent=...)"
+            )
         palace = MemoryPalace.open(collection, paths=self.paths, config=self.config, bus=self.bus)
         return palace.for_agent(self.agent)
 

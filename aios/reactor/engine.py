@@ -10,8 +10,9 @@ ends ``unverified``, never ``succeeded``.
 
 Every call into an action's or a probe's code (plan, execute, rollback, floor, is_reversible,
 a verify reading) is guarded against any exception, SystemExit included: a plugin that fails or
-exits fails its remediation, never the reactor. Only KeyboardInterrupt (Ctrl-C) goes through;
-a remediation it interrupts is rolled back by ``roll_back_interrupted``.
+exits fails its remediation, never the reactor. Other BaseExceptions go through: Ctrl-C
+(KeyboardInterrupt), and the signals Prefect cancels and pauses runs with; a remediation they
+interrupt is rolled back by ``roll_back_interrupted``.
 
 A remediation's id follows from the triggering event and the playbook, so running the same
 trigger again (a retried flow run) finds the actions already completed in the log and does not
@@ -92,11 +93,11 @@ def plan_digest(playbook: Playbook, plans: list[dict[str, Any]]) -> str:
         {
             **{k: plan.get(k) for k in ("action", "targets", "reversible", "risk")},
             # A process is its pid and when it started: a pid reused meanwhile is another plan.
-            "processes": [
-                (proc.get("pid"), proc.get("start_ticks"))
+            "processes": sorted(  # the order (most memory first) may change meanwhile
+                (str(proc.get("pid")), str(proc.get("start_ticks")))
                 for proc in (plan.get("details") or {}).get("processes") or []
                 if isinstance(proc, dict)
-            ],
+            ),
         }
         for plan in plans
     ]
@@ -1045,7 +1046,9 @@ class Reactor:
                 if e.source not in (REACTOR_SOURCE, "aios.playbook")
             ]
 
-        params = {k: _render_param(v, trigger) for k, v in spec.params.items()}
+        params = {
+            k: _render_param(v, trigger, glob=k in GLOB_PARAMS) for k, v in spec.params.items()
+        }
         result = poll(
             spec.probe,
             params,
@@ -1091,8 +1094,9 @@ class Reactor:
                     Severity.HIGH,
                 )
                 continue
+            what = what if isinstance(what, str) else repr(what)  # a plugin's may be anything
             restored.append(what)
-            chain.emit("rollback.completed", {**step, "restored": what})
+            chain.emit("rollback.completed", {**step, "restored": what[:2000]})
         if stuck:
             chain.emit(
                 "remediation.escalated",
@@ -1151,11 +1155,21 @@ def unplanned(action: ActionSpec) -> ActionPlan:
     )
 
 
-def _render_param(value: Any, trigger: Event) -> Any:
-    from aios.actions.base import render
+# Verify parameters that are process globs: a value from the event matches only literally.
+GLOB_PARAMS = frozenset({"pattern"})
+
+
+def _render_param(value: Any, trigger: Event, *, glob: bool = False) -> Any:
+    from aios.actions.base import ActionError, render
+    from aios.actions.process_actions import render_glob
+    from aios.actions.process_select import escape_glob
 
     try:
+        if glob and isinstance(value, str):
+            return render_glob(value, trigger, "verify")
         return render(value, trigger)
+    except ActionError:  # an empty value: the template itself, which matches no process
+        return escape_glob(value) if isinstance(value, str) else value
     except InputError:
         return value
 
