@@ -482,6 +482,12 @@ def test_a_lesson_of_one_agent_is_applied_to_its_failures_only(
     assert json.loads(seen.stdout)["shared_with"] == [] and "reader" not in seen.stdout
     whole = json.loads(run_aios("lessons", "show", lid, "--json", home=home, env=env).stdout)
     assert whole["shared_with"] == ["crawler", "reader"]
+    # The writer's remediations that judged it, and why, stay the writer's.
+    judged = [h["payload"] for h in whole["history"] if h["type"] == "lesson.verified"]
+    assert judged and all("remediation_id" in j and "reason" in j for j in judged)
+    theirs = [h["payload"] for h in json.loads(seen.stdout)["history"]]
+    assert theirs and not [j for j in theirs if "remediation_id" in j or "reason" in j]
+    assert any(j.get("to") == "verified" for j in theirs)  # the verdict itself is shown
     assert run_aios("lessons", "unshare", lid, "crawler", home=home, env=env).returncode == 0
     assert proven_fix(crawler) is None
     again = run_aios("lessons", "unshare", lid, "crawler", home=home, env=env)

@@ -268,12 +268,17 @@ def find_lesson(con: duckdb.DuckDBPyConnection, prefix: str, agent: str | None =
     return found[0]
 
 
+# Fields of a judgement that speak of the remediation behind it (and so of its agent).
+PRIVATE_JUDGEMENT_FIELDS = frozenset({"reason", "remediation_id", "trigger_id", "event_id"})
+
+
 def lesson_history(
     con: duckdb.DuckDBPyConnection, lid: str, agent: str | None = None
 ) -> list[dict[str, Any]]:
     """The events of lesson ``lid``, oldest first (time, type, payload), its creation as the
     table keeps it (``as_created``). For ``agent`` (not the owner), shares with other agents
-    are left out."""
+    are left out, and judgements keep their verdict and counts, not the remediation behind
+    them nor its reason."""
     rows = con.execute(
         """
         SELECT time, type, payload FROM events
@@ -296,6 +301,9 @@ def lesson_history(
             payload.get("agent"),
         ):
             continue  # whom else the owner shared it with is the owner's business
+        elif kind in JUDGEMENTS and agent not in (None, owner):
+            # Which remediation judged it, and why, is about the agent it ran for.
+            payload = {k: v for k, v in payload.items() if k not in PRIVATE_JUDGEMENT_FIELDS}
         history.append({"time": time.isoformat(), "type": kind, "payload": payload})
     return history
 
