@@ -10,6 +10,10 @@ search.
   Chroma for the top 5), 200 queries worded differently from the lessons, after a warm-up;
   ``proven_query_ms_*`` the same restricted to verified and hardened lessons (a third of them).
   The target is p95 <= 20 ms at 10^5.
+- ``agent_view_query_ms_*_N``: the same queries through one agent's view of the palace
+  (``palace.for_agent``), the lessons owned round robin by ten agents, so the view sees a
+  tenth of them; ``ratio_agent_view_vs_operator_p50_N`` against the operator's query in the
+  same run: what memory isolation costs. Every answer is checked to be the agent's own.
 - ``ann_agreement_N``: how often Chroma's top answer is the exact nearest neighbour (numpy over
   every stored vector), over the same queries.
 - ``<embedding>_recall_at_1`` / ``_recall_at_3`` / ``_mrr`` and ``<embedding>_texts_per_s``:
@@ -40,6 +44,7 @@ from benchmarks.common import finish, in_fresh_process, percentile, temp_home
 SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000,)
 QUERIES = 200
+AGENTS = 10  # the lessons' owners, round robin
 TARGETS = {"query_ms_p95_100000": ("<=", 20.0)}
 LABELLED = Path(__file__).with_name("data") / "error_messages.json"
 
@@ -101,18 +106,19 @@ def phase_scale(size: int, directory: str) -> dict[str, Any]:
     lessons = []
     for n in range(size):
         text = _lesson_text(rng, n)
+        owner = f"agent-{n % AGENTS}"
         lessons.append(
             Lesson(
-                lesson_id(text, "agent"),
+                lesson_id(text, owner),
                 text,
                 text,
                 states[n % 3],
                 3,
-                ["agent"],
+                [owner],
                 now,
                 now,
                 None,
-                owner="agent",
+                owner=owner,
             )
         )
     index = LessonIndex.open(HomePaths(Path(directory)))
@@ -123,8 +129,10 @@ def phase_scale(size: int, directory: str) -> dict[str, Any]:
     queries = [_query_text(rng) for _ in range(QUERIES)]
     index.similar(queries[0], 5)  # warm-up: the index is loaded
     index.similar(queries[0], 5, proven_only=True)
-    plain, proven, agree = [], [], 0
+    plain, proven, viewed, agree = [], [], [], 0
     palace = index.palace
+    view = palace.for_agent("agent-3")  # sees a tenth: its own lessons
+    view.query(queries[0], 5)
     vectors = palace.embedding.embed([lesson.text for lesson in lessons])
     ids = [lesson.lesson_id for lesson in lessons]
     for text in queries:
@@ -134,6 +142,10 @@ def phase_scale(size: int, directory: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         index.similar(text, 5, proven_only=True)
         proven.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        seen = view.query(text, 5)
+        viewed.append((time.perf_counter() - t0) * 1000)
+        assert all(m.owner == "agent-3" for m in seen), "an agent's view showed another's"
         exact = ids[int(np.argmax(vectors @ palace.embedding.embed([text])[0]))]
         agree += int(bool(hits) and hits[0].lesson_id == exact)
     return {
@@ -142,6 +154,11 @@ def phase_scale(size: int, directory: str) -> dict[str, Any]:
         f"query_ms_p95_{size}": round(percentile(plain, 95), 2),
         f"proven_query_ms_p50_{size}": round(statistics.median(proven), 2),
         f"proven_query_ms_p95_{size}": round(percentile(proven, 95), 2),
+        f"agent_view_query_ms_p50_{size}": round(statistics.median(viewed), 2),
+        f"agent_view_query_ms_p95_{size}": round(percentile(viewed, 95), 2),
+        f"ratio_agent_view_vs_operator_p50_{size}": round(
+            statistics.median(viewed) / statistics.median(plain), 2
+        ),
         f"ann_agreement_{size}": round(agree / len(queries), 3),
     }
 
