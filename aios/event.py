@@ -91,7 +91,7 @@ def check_outside_source(source: str) -> None:
     normal = _plain(source)
     if normal == "aios" or (normal.startswith("aios") and not normal[4].isalnum()):
         raise EventValidationError(
-            f"{source!r}: sources starting with {RESERVED_SOURCE_PREFIX!r} belong to AIOS",
+            f"{source!r}: 'aios', 'aios.*' and sources made to look like them belong to AIOS",
             field="source",
         )
 
