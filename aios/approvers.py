@@ -28,12 +28,12 @@ from typing import Any
 
 import pyotp
 
+from aios.actions.base import Risk
 from aios.config import ApproverSettings, load_config, require_private
 from aios.errors import ConfigError, StoreError
 from aios.home import HomePaths
 from aios.locking import FileLock, file_lock
 
-RISKS = ("low", "medium", "high")
 DIGITS = 6
 STEP_S = 30
 SOURCE = "aios.approvals"
@@ -94,8 +94,11 @@ class Verdict:
 
 
 def risk_rank(risk: str) -> int:
-    """low 0, medium 1, high 2; anything unknown counts as high."""
-    return RISKS.index(risk) if risk in RISKS else len(RISKS) - 1
+    """``Risk(risk).rank``; anything unknown counts as high."""
+    try:
+        return Risk(risk).rank
+    except ValueError:
+        return Risk.HIGH.rank
 
 
 def may_approve(settings: ApproverSettings, risk: str) -> bool:
@@ -246,10 +249,15 @@ class ApprovalGuard:
         Raises ConfigError when the configuration does not load, or when approvers are
         configured and config.toml is not its owner's alone: approvals then fail closed.
         """
-        found = dict(load_config(self.paths).approvals.approvers)
+        found = self._configured()
         if found:
             check_private(self.paths.config)
         return found
+
+    def _configured(self) -> dict[str, ApproverSettings]:
+        """The approvers config.toml (and AIOS_* variables) name; ConfigError when it does not
+        load."""
+        return dict(load_config(self.paths).approvals.approvers)
 
     def spent(self, names: list[str]) -> tuple[dict[str, int], dict[str, int]]:
         """Each approver's latest spent time step, and how many wrong codes each gave within
@@ -288,7 +296,7 @@ class ApprovalGuard:
         recorded (``judge`` does)."""
         name = answer.approver.strip()
         try:
-            approvers = dict(load_config(self.paths).approvals.approvers)
+            approvers = self._configured()
         except ConfigError as exc:
             return Verdict(False, name, f"approvals are refused: {exc}", "config")
         if approvers:

@@ -42,9 +42,17 @@ ENV_PREFIX = "AIOS_"
 ENV_DELIMITER = "__"
 
 
-class LogSettings(BaseModel):
+# A plugin's name: dotted lowercase, its package's name first (acme.redis).
+NAMESPACED = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class _Section(BaseModel):
+    """A table of config.toml: unknown keys, NaN and infinity are refused."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+
+class LogSettings(_Section):
     segment_max_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=4096,
@@ -52,16 +60,12 @@ class LogSettings(BaseModel):
     )
 
 
-class SubscriberSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class SubscriberSettings(_Section):
     pattern: str = Field(description="Event type glob, e.g. 'task.*'.")
     handler: str = Field(description="MODULE:FUNCTION called with each matching event.")
 
 
-class BusSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class BusSettings(_Section):
     subscribers: list[SubscriberSettings] = Field(
         default_factory=list,
         description="Handlers that `aios events replay` delivers stored events to.",
@@ -73,9 +77,7 @@ def project_playbooks() -> Path:
     return Path(__file__).resolve().parent.parent / "playbooks"
 
 
-class ReactorSettingsModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class ReactorSettingsModel(_Section):
     playbook_dirs: list[Path] = Field(
         default_factory=lambda: [project_playbooks()],
         description="Where playbooks are loaded from (files or directories).",
@@ -112,18 +114,14 @@ class ReactorSettingsModel(BaseModel):
         return roots
 
 
-class AgentSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class AgentSettings(_Section):
     patterns: list[str] = Field(
         default_factory=list,
         description="Name or command-line globs of the managed agent processes.",
     )
 
 
-class ScoreSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class ScoreSettings(_Section):
     preset: Literal["evolution", "ops"] = Field(
         default="evolution", description="evolution or ops."
     )
@@ -156,10 +154,10 @@ class ScoreSettings(BaseModel):
         return weights
 
 
-class Threshold(BaseModel):
+class Threshold(_Section):
     """Raise at ``raise_at``, clear only at ``clear_at`` (below it): hysteresis."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
 
     raise_at: float = Field(alias="raise", ge=0, le=100, description="Percent that raises it.")
     clear_at: float = Field(alias="clear", ge=0, le=100, description="Percent that clears it.")
@@ -183,9 +181,7 @@ def _default_thresholds() -> dict[Resource, Threshold]:
     }
 
 
-class MonitorSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class MonitorSettings(_Section):
     interval: Duration = Field(default=timedelta(minutes=5), description="Between cycles.")
     sample: Duration = Field(
         default=timedelta(seconds=1), description="CPU and network are measured over this."
@@ -222,9 +218,7 @@ class MonitorSettings(BaseModel):
         return value
 
 
-class IngestSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class IngestSettings(_Section):
     host: str = Field(default="127.0.0.1", description="Address the HTTP endpoint listens on.")
     port: int = Field(default=8766, ge=1, le=65535, description="Its port.")
     token: str | None = Field(
@@ -238,9 +232,7 @@ class IngestSettings(BaseModel):
     max_body_bytes: int = Field(default=5 * 2**20, ge=1024, description="Larger bodies: 413.")
 
 
-class DashboardSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class DashboardSettings(_Section):
     enabled: bool = Field(default=True, description="Whether aios up serves the dashboard.")
     host: str = Field(default="127.0.0.1", description="Address the dashboard listens on.")
     port: int = Field(default=8765, ge=0, le=65535, description="Its port; 0 takes a free one.")
@@ -277,9 +269,7 @@ Retention = Annotated[
 """A retention period: a duration, or ``"off"`` / ``0`` (None: keep forever)."""
 
 
-class MaintenanceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class MaintenanceSettings(_Section):
     log_retention: Retention = Field(
         default=timedelta(days=90),
         description='Log segments whose newest event is older than this are removed; "off" '
@@ -294,9 +284,7 @@ class MaintenanceSettings(BaseModel):
     )
 
 
-class OrchestrationSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class OrchestrationSettings(_Section):
     remediation_timeout: Duration = Field(
         default=timedelta(seconds=300),
         description="A remediation task (actions, verify, rollback) is stopped after this.",
@@ -331,9 +319,7 @@ class OrchestrationSettings(BaseModel):
     )
 
 
-class MemorySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class MemorySettings(_Section):
     backend: str = Field(
         default="chroma",
         description="Where memories and lessons live: chroma, json, or a plugin's name (an "
@@ -353,16 +339,12 @@ class MemorySettings(BaseModel):
     @field_validator("backend")
     @classmethod
     def _backend(cls, value: str) -> str:
-        if value in ("chroma", "json") or re.fullmatch(
-            r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+", value
-        ):
+        if value in ("chroma", "json") or NAMESPACED.match(value):
             return value
         raise ValueError("chroma, json, or a plugin's name like acme.redis")
 
 
-class LessonSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class LessonSettings(_Section):
     min_count: int = Field(
         default=3, ge=2, description="A failure signature seen this often becomes a lesson..."
     )
@@ -379,9 +361,7 @@ class LessonSettings(BaseModel):
     )
 
 
-class AutonomySettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class AutonomySettings(_Section):
     demote_after: int = Field(
         default=2, ge=1, description="Failed verifications in a row that make a playbook ask."
     )
@@ -400,11 +380,9 @@ APPROVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 MIN_SECRET_CHARS = 26
 
 
-class ApproverSettings(BaseModel):
+class ApproverSettings(_Section):
     """One person who may answer approvals: up to which risk, and the secret behind the
     one-time codes of their authenticator app (TOTP)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_risk: RiskLevel = Field(description="The highest risk this approver may approve.")
     totp_secret: SecretStr = Field(
@@ -423,9 +401,7 @@ class ApproverSettings(BaseModel):
         return SecretStr(text)
 
 
-class ApprovalSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class ApprovalSettings(_Section):
     approvers: dict[str, ApproverSettings] = Field(
         default_factory=dict,
         description="Who may answer approvals, by name. None listed: anyone may, and the name "
@@ -443,11 +419,9 @@ class ApprovalSettings(BaseModel):
         return approvers
 
 
-class EvolvedAgent(BaseModel):
+class EvolvedAgent(_Section):
     """Where one agent's tunables live: keys in its config file, or a Prefect deployment's
     parameters. Any of the three may be left out."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     file: Path | None = Field(
         default=None, description="The agent's config file (JSON, YAML, TOML)."
@@ -466,9 +440,7 @@ class EvolvedAgent(BaseModel):
         return self
 
 
-class EvolutionSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
+class EvolutionSettings(_Section):
     agents: dict[str, EvolvedAgent] = Field(
         default_factory=dict, description="Agents AIOS may tune, by name, and where."
     )
@@ -519,14 +491,13 @@ class AIOSConfig(BaseSettings):
         return env_settings, init_settings
 
 
-def require_private(path: Path, holds: str, until: str) -> None:
-    """Raise ConfigError when ``path``, which holds ``holds`` (secrets), is readable or
-    writable by group or others, or owned by another user; ``until`` says what is refused
-    meanwhile. A missing file passes."""
+def private_problems(path: Path) -> list[str]:
+    """Why ``path`` is not its owner's alone: readable or writable by group or others, owned
+    by another user; nothing for a private or missing file."""
     try:
         status = path.stat()
     except FileNotFoundError:
-        return
+        return []
     problems = []
     if status.st_mode & 0o077:
         problems.append(
@@ -534,6 +505,14 @@ def require_private(path: Path, holds: str, until: str) -> None:
         )
     if status.st_uid != os.geteuid():
         problems.append(f"it belongs to uid {status.st_uid}, not to this user ({os.geteuid()})")
+    return problems
+
+
+def require_private(path: Path, holds: str, until: str) -> None:
+    """Raise ConfigError when ``path``, which holds ``holds`` (secrets), is readable or
+    writable by group or others, or owned by another user; ``until`` says what is refused
+    meanwhile. A missing file passes."""
+    problems = private_problems(path)
     if problems:
         raise ConfigError(
             f"holds {holds} but " + " and ".join(problems) + f": {until} (chmod 600 {path})",

@@ -70,11 +70,6 @@ PRIORITY_OF: dict[Severity, Priority] = {
 }
 
 
-# Sources AIOS's own components use; events from outside (the CLI, HTTP, the inbox) may not
-# claim them, so nobody can pass an event off as, say, the reactor's approval.
-RESERVED_SOURCE_PREFIX = "aios."
-
-
 def _plain(text: str) -> str:
     """``text`` as it reads: compatibility forms folded (fullwidth letters), invisible format
     characters and whitespace removed, case folded."""

@@ -181,6 +181,8 @@ class ProbeDef:
     unit: str = ""
     description: str = ""
     model: type[BaseModel] | None = None  # a plugin probe's parameters
+    # Parameters that are process globs: a value from the event in them matches literally.
+    globs: tuple[str, ...] = ()
 
 
 def _cpu(params: dict[str, Any], ctx: ProbeContext) -> float:
@@ -264,7 +266,15 @@ PROBES: dict[str, ProbeDef] = {
         ProbeDef("cpu_usage", _cpu, (), ("sample",), "%", "total CPU use, sampled"),
         ProbeDef("memory_usage", _memory, (), (), "%", "memory in use"),
         ProbeDef("disk_usage", _disk, ("path",), (), "%", "use of the filesystem holding path"),
-        ProbeDef("process_count", _process_count, ("pattern",), (), "", "matching processes"),
+        ProbeDef(
+            "process_count",
+            _process_count,
+            ("pattern",),
+            (),
+            "",
+            "matching processes",
+            globs=("pattern",),
+        ),
         ProbeDef(
             "process_memory_mb",
             _process_memory,
@@ -272,6 +282,7 @@ PROBES: dict[str, ProbeDef] = {
             (),
             "MB",
             "RSS of matching processes",
+            globs=("pattern",),
         ),
         ProbeDef("file_value", _file_value, ("file", "key"), ("format",), "", "a key in a file"),
         ProbeDef(
@@ -346,6 +357,7 @@ def _plugin_definition(plugin: Any) -> ProbeDef:
         plugin.unit,
         plugin.description,
         plugin.params,
+        globs=("pattern",) if "pattern" in fields else (),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, ValidationError
 
+from aios.actions.base import Risk
 from aios.config import AIOSConfig, load_config
 from aios.durations import format_duration
 from aios.errors import ConfigError
@@ -147,7 +148,7 @@ class AIOSSettings(Block):
         """Raise ConfigError when a security setting of this block asks for more than
         ``config`` allows."""
         configured = config.reactor.approve_from
-        if self.approve_from is not None and _ASKS[self.approve_from] < _ASKS[configured]:
+        if self.approve_from is not None and Risk(self.approve_from).rank > Risk(configured).rank:
             raise _refused(
                 "approve_from",
                 f"{self.approve_from!r} would let remediations run without a person that the "
@@ -193,8 +194,6 @@ class AIOSSettings(Block):
 
 _WHERE = f"Prefect block {AIOSSettings.get_block_type_slug()}/{BLOCK_NAME}"
 MIN_APPROVAL_TIMEOUT = timedelta(minutes=1)
-# approve_from values by how much they have a person approve: a block may only go up.
-_ASKS = {"medium": 0, "low": 1}
 
 
 def _refused(field: str, why: str) -> ConfigError:

@@ -58,12 +58,8 @@ class ConfigUpdate(ActionSpec):
     op: Literal["set", "add", "multiply"] = Field(
         default="set", description="set the value, or add it to / multiply the current number."
     )
-    min: float | None = Field(
-        default=None, allow_inf_nan=False, description="Never go below this (add/multiply)."
-    )
-    max: float | None = Field(
-        default=None, allow_inf_nan=False, description="Never go above this (add/multiply)."
-    )
+    min: float | None = Field(default=None, description="Never go below this (add/multiply).")
+    max: float | None = Field(default=None, description="Never go above this (add/multiply).")
 
     risk_floor: ClassVar[Risk] = Risk.LOW
 

@@ -96,16 +96,13 @@ class ProcessAction(ActionSpec):
     idle_cpu_below: float | None = Field(
         default=None,
         ge=0,
-        allow_inf_nan=False,
         description="CPU percent below which a process counts as idle.",
     )
     sample: Duration = Field(
         default=timedelta(seconds=1),
         description="How long to sample CPU for idleness.",
     )
-    memory_above_mb: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="RSS above this."
-    )
+    memory_above_mb: float | None = Field(default=None, ge=0, description="RSS above this.")
     older_than: Duration | None = Field(default=None, description="Running longer than this.")
     max_processes: int = Field(default=10, ge=1, description="Act on at most this many.")
 

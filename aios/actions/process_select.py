@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import functools
+import glob
 import os
 import select as readiness
 import signal as signals
@@ -87,13 +88,10 @@ class Chosen:
         }
 
 
-_GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]", "]": "[]]"}
-
-
 def escape_glob(text: str) -> str:
-    """A glob that matches exactly ``text`` (``fnmatch`` has no escape function of its own:
-    each special character becomes a one-character set, ``*`` -> ``[*]``)."""
-    return "".join(_GLOB_SPECIAL.get(char, char) for char in text)
+    """A glob that matches exactly ``text``: each of ``* ? [`` becomes a one-character set
+    (``glob.escape``; a lone ``]`` is literal to ``fnmatch`` already)."""
+    return glob.escape(text)
 
 
 def matches_any(name: str, cmdline: str, patterns: tuple[str, ...]) -> bool:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import getpass
 import socket
 import sys
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from aios.actions.base import Risk
+from aios.approvers import SOURCE as WAITING_SOURCE
 from aios.cli.output import console, err_console, print_json, rows_table
 from aios.errors import AIOSError, InputError
 from aios.home import HomePaths
@@ -24,7 +25,6 @@ app = typer.Typer(
     help="Remediations waiting for a person: list, approve, reject; who may approve them."
 )
 WAITING_TYPE = "approval.waiting"
-WAITING_SOURCE = "aios.approvals"
 
 
 def _waiting() -> list[dict[str, Any]]:
@@ -137,7 +137,6 @@ def _refuse(item: dict[str, Any], answer: Answer, refusal: str, reason: str) -> 
     wrong one counted toward the lockout, as the flow run would have: a refused answer cannot
     be given again elsewhere."""
     from aios.approvers import ApprovalGuard, Subject
-    from aios.home import HomePaths
 
     subject = Subject(
         str(item["remediation_id"]),
@@ -159,7 +158,6 @@ def _identity(
     for at a terminal); an answer that lacks one is refused here, and recorded as such.
     The flow run's own check is the one that lets an answer count."""
     from aios.approvers import DIGITS, Answer, ApprovalGuard, may_approve
-    from aios.home import HomePaths
 
     approvers = ApprovalGuard(HomePaths.current()).approvers()  # ConfigError when unsafe
     if not approvers:
@@ -376,21 +374,14 @@ def _edit_approvers(
             AIOSConfig(**tomllib.loads(updated))
         except ValidationError as exc:
             raise ConfigError(f"the edit would not load: {exc}", path=str(paths.config)) from None
-        paths.root.mkdir(parents=True, exist_ok=True)
         write_atomic(paths.config, updated.encode(), mode=0o600)
-
-
-class MaxRisk(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
 
 
 @app.command("add-approver")
 def add_approver(
     name: Annotated[str, typer.Argument(help="The approver's name (letters, digits, . _ @ -).")],
     max_risk: Annotated[
-        MaxRisk, typer.Option("--max-risk", help="The highest risk they may approve.")
+        Risk, typer.Option("--max-risk", help="The highest risk they may approve.")
     ],
 ) -> None:
     """Add an approver: a new one-time-code secret, written into config.toml (made 0600).
@@ -398,7 +389,6 @@ def add_approver(
     Prints the otpauth:// URI and the secret once, for an authenticator app.
     """
     from aios.approvers import new_secret, provisioning_uri
-    from aios.home import HomePaths
 
     paths = HomePaths.current()
     secret = new_secret()
@@ -418,7 +408,6 @@ def remove_approver(
     name: Annotated[str, typer.Argument(help="The approver to remove.")],
 ) -> None:
     """Remove an approver: their codes stop counting at once."""
-    from aios.home import HomePaths
 
     paths = HomePaths.current()
     _edit_approvers(paths, remove=name)
@@ -432,7 +421,6 @@ def list_approvers(
     """The approvers and the highest risk each may approve (never their secrets)."""
     from aios.approvers import check_private
     from aios.config import load_config
-    from aios.home import HomePaths
 
     paths = HomePaths.current()
     approvers = load_config(paths).approvals.approvers

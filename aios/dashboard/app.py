@@ -168,7 +168,7 @@ def trusted_hosts(host: str, extra: tuple[str, ...] = ()) -> list[str]:
     ``::``), the machine's own names and addresses. Anything else, such as a DNS-rebinding
     name pointing at this machine, is refused, and so is a WebSocket from any other origin
     (the Origin must be the Host, which must be one of these)."""
-    names = {"127.0.0.1", "localhost", "[::1]"}
+    names = set(LOOPBACK)
     if host in WILDCARDS:
         names.update(own_names())
     else:

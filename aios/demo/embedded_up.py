@@ -9,7 +9,6 @@ watcher is following the log before the runner serves anything.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from aios.demo.child_processes import Child, Children, clean_environment
 from aios.demo.demo_home import DemoSite
 from aios.demo.deployment_runs import NEEDED, DeploymentRuns
 from aios.errors import AIOSError
-from aios.ports import port_free
+from aios.ports import free_port, port_free
 from aios.prefect_api import PrefectAPIError, read_up
 
 PREFERRED_PORT = 4200
@@ -57,11 +56,7 @@ class Endpoints:
 
 def choose_port(preferred: int = PREFERRED_PORT) -> int:
     """``preferred`` when it is free, else a free port."""
-    if port_free(preferred):
-        return preferred
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    return preferred if port_free(preferred) else free_port(HOST)
 
 
 def start(site: DemoSite, children: Children, port: int) -> Child:

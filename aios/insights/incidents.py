@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import duckdb
 import pandas as pd
 
+from aios.approvers import SOURCE as WAITING_SOURCE
 from aios.loop.analyst import failure_patterns, playbook_stats
 from aios.reactor.state import REACTOR_SOURCE
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
-WAITING_SOURCE = "aios.approvals"
 DECISIONS = ("approval.granted", "approval.denied", "approval.expired")
 
 

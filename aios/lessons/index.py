@@ -110,11 +110,9 @@ class LessonIndex:
         follows the table and may lag it (until the next sync after an upgrade it may hold a
         lesson as it was): an agent is shown no lesson the table does not give it."""
         if self._seen_by is None:
-            with open_store(self.palace.paths) as con:
-                self._seen_by = {
-                    lesson.lesson_id: (lesson.owner, set(lesson.shared_with))
-                    for lesson in read_lessons(con)
-                }
+            with open_store(self.palace.paths) as con:  # whose each is, not whole lessons
+                rows = con.execute("SELECT lesson_id, owner, shared_with FROM lessons").fetchall()
+            self._seen_by = {lid: (owner, set(shared)) for lid, owner, shared in rows}
         owner, shared_with = self._seen_by.get(lid, (None, set()))
         return owner in (agent, SHARED) or agent in shared_with
 

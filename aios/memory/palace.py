@@ -278,15 +278,18 @@ class MemoryPalace:
         # A key stored again by its owner keeps its shares and link grants; a key taken over by
         # another owner (only the operator can) is another memory: the old one's shares, links
         # and grants go, as when it is deleted, so nobody keeps seeing what the key now holds.
-        replaced = sorted(
+        replaced = {
             key
             for key, _, meta in pending
             if key in before and before[key].owner != meta.get(OWNER_KEY)
-        )
+        }
         items = [
-            Item(key, text, vectors[i], meta | grant_metadata(before.get(key)))
-            if key not in replaced
-            else Item(key, text, vectors[i], meta)
+            Item(
+                key,
+                text,
+                vectors[i],
+                meta if key in replaced else meta | grant_metadata(before.get(key)),
+            )
             for i, (key, text, meta) in enumerate(pending)
         ]
         if not replaced:
@@ -297,10 +300,10 @@ class MemoryPalace:
                 into = sorted(
                     {k for key in replaced for k in linked_into(con, self.collection, key)}
                 )
-            for key in replaced:  # its links end with it
+            for key in sorted(replaced):  # its links end with it
                 self.bus.emit(DELETED, {"collection": self.collection, "key": key}, source=SOURCE)
             # Gone first: a backend's upsert may merge metadata (Chroma's does), grants too.
-            self.backend.delete(self.collection, replaced)
+            self.backend.delete(self.collection, sorted(replaced))
             self.backend.upsert(self.collection, self.embedding.name, items)
             self._refresh_link_grants(into)
         return len(items)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -99,8 +98,9 @@ def resolve_token(paths: HomePaths, config: Any) -> tuple[str, str]:
 def exposed(path: Path) -> bool:
     """Whether a secret's file is readable or writable by group or others, or owned by
     another user."""
-    info = path.stat()
-    return bool(info.st_mode & 0o077) or info.st_uid != os.getuid()
+    from aios.config import private_problems
+
+    return bool(private_problems(path))
 
 
 def ensure_token(paths: HomePaths) -> str:
@@ -114,7 +114,6 @@ def ensure_token(paths: HomePaths) -> str:
         token = path.read_text(encoding="utf-8").strip()
         if len(token) >= MIN_TOKEN_LENGTH and not exposed(path):
             return token
-    paths.root.mkdir(parents=True, exist_ok=True)  # missing, exposed or too short: a new one
     token = secrets.token_urlsafe(32)
     from aios.atomic import write_atomic
 

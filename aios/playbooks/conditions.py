@@ -326,14 +326,6 @@ AnyOf.model_rebuild()
 NotOf.model_rebuild()
 
 
-def _resolve(event: Event, parts: tuple[str, ...]) -> Any:
-    """``resolve``, with a list index it cannot read (``²``, 5000 digits) taken as missing."""
-    try:
-        return resolve(event, parts)
-    except ValueError:  # int() of a segment that isdigit() but is no index
-        return MISSING
-
-
 def safe_test(test: Callable[[Any, Any], bool], seen: Any, expected: Any) -> bool:
     """An operator's verdict; whatever an event holds, it never raises (a mismatch is False)."""
     try:
@@ -354,11 +346,11 @@ def compile_condition(condition: Compare | AllOf | AnyOf | NotOf) -> Predicate:
         expected = condition.value
         if condition.op == "exists":
             want = True if expected is None else bool(expected)
-            return lambda event: (_resolve(event, parts) is not MISSING) == want
+            return lambda event: (resolve(event, parts) is not MISSING) == want
         test = operator.test
 
         def compare(event: Event) -> bool:
-            seen = _resolve(event, parts)
+            seen = resolve(event, parts)
             return seen is not MISSING and safe_test(test, seen, expected)
 
         return compare
@@ -420,7 +412,7 @@ class ConditionResult:
 def explain_condition(condition: Compare | AllOf | AnyOf | NotOf, event: Event) -> ConditionResult:
     """Evaluate every part of ``condition`` (no short-circuit) and say how each fared."""
     if isinstance(condition, Compare):
-        seen = _resolve(event, split_path(condition.path))
+        seen = resolve(event, split_path(condition.path))
         if condition.op == "exists":
             want = True if condition.value is None else bool(condition.value)
             verdict = (seen is not MISSING) == want

@@ -14,10 +14,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from aios.cli.orchestration_cmd import FLOW_NAMES
+from aios.config import NAMESPACED
 from aios.plugins.discovery import PluginRecord, PluginRefusedError
 from aios.plugins.interfaces import ProbePlugin, Schedule
 
-NAMESPACED = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 AGENT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # The flows AIOS ships (a test keeps the CLI's list equal to the deployments): a plugin agent
 # cannot take their names.

@@ -57,7 +57,7 @@ from aios.locking import FileLock, file_lock, forget_lock
 from aios.log import Cursor
 from aios.playbooks.matcher import PlaybookIndex
 from aios.playbooks.model import Playbook
-from aios.probes import ProbeContext, VerifyResult, poll
+from aios.probes import ProbeContext, VerifyResult, poll, probe_definition
 from aios.reactor.approval import ApprovalDecision, ApprovalRequest, Approver
 from aios.reactor.seal import seal, sealed
 from aios.reactor.state import REACTOR_SOURCE, REACTOR_TYPES, ReactorState, target_key
@@ -1046,9 +1046,9 @@ class Reactor:
                 if e.source not in (REACTOR_SOURCE, "aios.playbook")
             ]
 
-        params = {
-            k: _render_param(v, trigger, glob=k in GLOB_PARAMS) for k, v in spec.params.items()
-        }
+        definition = probe_definition(spec.probe)
+        globs = definition.globs if definition is not None else ()
+        params = {k: _render_param(v, trigger, glob=k in globs) for k, v in spec.params.items()}
         result = poll(
             spec.probe,
             params,
@@ -1153,10 +1153,6 @@ def unplanned(action: ActionSpec) -> ActionPlan:
         guarded_reversible(action)[0],
         guarded_floor(action)[0],
     )
-
-
-# Verify parameters that are process globs: a value from the event matches only literally.
-GLOB_PARAMS = frozenset({"pattern"})
 
 
 def _render_param(value: Any, trigger: Event, *, glob: bool = False) -> Any:

@@ -99,10 +99,10 @@ def warm_up(
     kept_since = min(since, now - reactor.keep)
     triggers = [p.trigger.type for p in reactor.index.playbooks.values() if p.trigger.threshold]
     with open_store(paths) as con:
+        end = last_seq(con)
         own = [
-            (seq, event)
-            for seq, event in events_between(con, kept_since, last_seq(con), REACTOR_TYPES)
-            if event.source == REACTOR_SOURCE or event.time >= since
+            *events_between(con, kept_since, end, REACTOR_TYPES, source=REACTOR_SOURCE),
+            *events_between(con, since, end, REACTOR_TYPES),  # others' of these types: recent
         ]
         counted = list(events_between(con, since, upto_seq, triggers)) if triggers else []
         reactor.autonomy = autonomy_of(

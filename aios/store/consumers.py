@@ -81,14 +81,22 @@ def events_after(
 
 
 def events_between(
-    con: duckdb.DuckDBPyConnection, since: datetime, upto_seq: int, types: list[str] | None = None
+    con: duckdb.DuckDBPyConnection,
+    since: datetime,
+    upto_seq: int,
+    types: list[str] | None = None,
+    *,
+    source: str | None = None,
 ) -> Iterator[tuple[int, Event]]:
     """Events at or after ``since`` with ``seq`` up to ``upto_seq``, oldest first.
 
-    ``types`` (globs) narrows them; None means every type.
+    ``types`` (globs) narrows them; None means every type. ``source`` keeps only its events.
     """
     where = "time >= ? AND seq <= ?"
     params: list[Any] = [since, upto_seq]
+    if source is not None:
+        where += " AND source = ?"
+        params.append(source)
     if types is not None:
         if not types:
             return iter(())
