@@ -39,6 +39,7 @@ from prefect.logging import get_run_logger
 from pydantic import Field, ValidationError
 
 from aios.approvers import MAX_NAME_RECORDED, Answer, ApprovalGuard, Verdict, who_may_approve
+from aios.approvers import SOURCE as WAITING_SOURCE
 from aios.durations import format_duration
 from aios.errors import ConfigError
 from aios.home import HomePaths
@@ -46,7 +47,6 @@ from aios.reactor.approval import ApprovalDecision, ApprovalRequest
 
 EXPIRED_APPROVER = "aios (timeout)"
 ELSEWHERE_APPROVER = "aios (decided in another run)"
-WAITING_SOURCE = "aios.approvals"
 GRACE_S = 300  # Prefect's own pause timeout lies this far beyond ours, so ours always wins
 RESUME_RETRY_S = 2.0
 logger = logging.getLogger("aios.approvals")  # the watchdog thread has no run context
