@@ -8,22 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from aios.actions.base import ActionContext, ActionError
+from aios.actions.base import ActionError
 from aios.actions.simple_actions import CommandRun
-from aios.event import Event
-from aios.home import HomePaths
+from tests.test_actions_files import make_ctx
 
 # Writes its arguments, one per line, to the file named by the first.
 WRITE_ARGS = "import sys; open(sys.argv[1], 'w').write('\\n'.join(sys.argv[2:]))"
-
-
-def ctx_with(tmp_path: Path, **labels: str) -> ActionContext:
-    return ActionContext(
-        event=Event.create(type="test.trigger", labels=labels),
-        paths=HomePaths(tmp_path / "home"),
-        remediation_id="r1",
-        index=0,
-    )
 
 
 def test_a_label_fills_an_argument(tmp_path: Path) -> None:
@@ -31,7 +21,7 @@ def test_a_label_fills_an_argument(tmp_path: Path) -> None:
     argv = [sys.executable, "-c", WRITE_ARGS, str(out), "${labels.agent}", "--name=${labels.agent}"]
     action = CommandRun(argv=argv)
 
-    result = action.execute(ctx_with(tmp_path, agent="writer"))
+    result = action.execute(make_ctx(tmp_path, (), labels={"agent": "writer"}))
 
     assert result["exit_code"] == 0
     assert out.read_text().splitlines() == ["writer", "--name=writer"]
@@ -41,7 +31,7 @@ def test_a_label_fills_an_argument(tmp_path: Path) -> None:
 def test_a_label_that_is_an_option_or_a_pattern_is_refused(tmp_path: Path, label: str) -> None:
     out = tmp_path / "args.txt"
     action = CommandRun(argv=[sys.executable, "-c", WRITE_ARGS, str(out), "${labels.agent}"])
-    ctx = ctx_with(tmp_path, agent=label)
+    ctx = make_ctx(tmp_path, (), labels={"agent": label})
 
     with pytest.raises(ActionError, match=r"\$\{labels.agent\}") as caught:
         action.plan(ctx)
@@ -60,7 +50,7 @@ def test_a_refused_undo_argument_stops_the_command_before_it_runs(tmp_path: Path
     )
 
     with pytest.raises(ActionError, match="may not start with '-'"):
-        action.execute(ctx_with(tmp_path, agent="-f"))
+        action.execute(make_ctx(tmp_path, (), labels={"agent": "-f"}))
     assert not out.exists()
 
 
@@ -69,6 +59,6 @@ def test_options_the_playbook_writes_itself_stay_allowed(tmp_path: Path) -> None
     out = tmp_path / "args.txt"
     action = CommandRun(argv=[sys.executable, "-c", WRITE_ARGS, str(out), "-v", "*.log"])
 
-    action.execute(ctx_with(tmp_path))
+    action.execute(make_ctx(tmp_path, ()))
 
     assert out.read_text().splitlines() == ["-v", "*.log"]

@@ -54,7 +54,7 @@ from tests.orchestration_helpers import (
     wait_for,
 )
 from tests.test_approval_gate import started, waiting
-from tests.test_browser_approval import Site, browser, site  # noqa: F401 (fixtures)
+from tests.test_browser_approval import Site, answer_in_the_ui, browser, site  # noqa: F401 (fixtures)
 
 ANA = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # may approve high
 BOB = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"  # may approve medium
@@ -853,28 +853,6 @@ def silent_pause() -> Any:
 
 
 # ------------------------------------------------------------------ in the Prefect UI itself
-def answer_with_a_code(chromium: Any, at: Site, flow_run_id: str, code: str) -> str:
-    """Open the paused run, Resume, approve as ana with ``code``; the form's description."""
-    page = chromium.new_page(viewport={"width": 1400, "height": 1200})
-    try:
-        page.goto(f"{at.up.ui_url}/runs/flow-run/{flow_run_id}")
-        page.get_by_role("button", name="Resume").click(timeout=60_000)
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_text("Planned actions (dry run)").wait_for(timeout=30_000)
-        description = str(dialog.inner_text())
-        dialog.locator("[role=switch]").first.click()
-        fields = dialog.locator("textarea")  # reason, approver, code, remediation
-        fields.nth(1).fill("ana")
-        fields.nth(2).fill(code)
-        dialog.get_by_role("button", name="Submit").click()
-        page.get_by_text("Running").or_(page.get_by_text("Completed")).first.wait_for(
-            timeout=60_000
-        )
-        return description
-    finally:
-        page.close()
-
-
 @pytest.mark.slow
 def test_an_approver_answers_in_the_prefect_ui_with_a_code(request: pytest.FixtureRequest) -> None:
     # test_browser_approval's fixtures: aios up with its own Prefect server and UI; Chromium.
@@ -886,7 +864,7 @@ def test_an_approver_answers_in_the_prefect_ui_with_a_code(request: pytest.Fixtu
     event = ui.bus.emit("test.ui_coded", {}, source="test", severity="high")
     [item] = wait_for(lambda: ui.waiting("ui_coded"), 120, "the run to pause")
     run_id = item["flow_run_id"]
-    shown = answer_with_a_code(chromium, ui, run_id, "000000")
+    shown = answer_in_the_ui(chromium, ui, run_id, True, "", "ana", "000000")
     assert "May approve high risk: ana" in shown
     wait_for(
         lambda: refused(ui.home) and flow_run_state(ui, run_id) == "PAUSED",
@@ -895,7 +873,7 @@ def test_an_approver_answers_in_the_prefect_ui_with_a_code(request: pytest.Fixtu
     )
     [wrong] = refused(ui.home)
     assert (wrong["refusal"], wrong["via"]) == ("code_wrong", "prefect")
-    again = answer_with_a_code(chromium, ui, run_id, fresh_code(ANA))
+    again = answer_in_the_ui(chromium, ui, run_id, True, "", "ana", fresh_code(ANA))
     assert "That answer was refused: wrong or expired code for ana" in again
     finished = remediations_finished(ui.home, event.id)
     assert finished[-1][2]["outcome"] == "succeeded" and ui.ws.level() == 2

@@ -67,9 +67,16 @@ def browser(site: Site) -> Iterator[Any]:
 
 
 def answer_in_the_ui(
-    browser: Any, site: Site, flow_run_id: str, approve: bool, reason: str, approver: str
+    browser: Any,
+    site: Site,
+    flow_run_id: str,
+    approve: bool,
+    reason: str,
+    approver: str,
+    code: str | None = None,
 ) -> str:
-    """Open the paused run, Resume, fill the form, Submit; returns the form's description."""
+    """Open the paused run, Resume, fill the form (the approver's ``code`` too, when given),
+    Submit; returns the form's description."""
     page = browser.new_page(viewport={"width": 1400, "height": 1200})
     try:
         page.goto(f"{site.up.ui_url}/runs/flow-run/{flow_run_id}")
@@ -79,9 +86,11 @@ def answer_in_the_ui(
         description = str(dialog.inner_text())
         if approve:
             dialog.locator("[role=switch]").first.click()
-        fields = dialog.locator("textarea")
+        fields = dialog.locator("textarea")  # reason, approver, code, remediation
         fields.nth(0).fill(reason)
         fields.nth(1).fill(approver)
+        if code is not None:
+            fields.nth(2).fill(code)
         dialog.get_by_role("button", name="Submit").click()
         page.get_by_text("Running").or_(page.get_by_text("Completed")).first.wait_for(
             timeout=60_000

@@ -346,7 +346,9 @@ def test_a_key_set_in_a_document_holds_the_value_and_the_rest_is_kept(
 
 
 # ---------------------------------------------------------------- named attacks
-def billion_laughs(levels: int, fan_out: int) -> str:
+def billion_laughs(levels: int, fan_out: int = 9) -> str:
+    """A YAML alias bomb: ``fan_out**levels`` strings once expanded, a few hundred bytes as
+    written."""
     lines = ["heartbeat: {interval: 60}", "l0: &l0 [" + ", ".join(["lol"] * fan_out) + "]"]
     for level in range(1, levels):
         aliases = ", ".join([f"*l{level - 1}"] * fan_out)

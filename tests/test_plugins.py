@@ -255,14 +255,9 @@ def test_collectors_that_raise_or_return_junk_are_reported_and_the_cycle_goes_on
 
 
 # ------------------------------------------------------------------ the example, installed
-@pytest.fixture(scope="session")
-def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example package installed (pip, no network) into a directory of its own."""
-    base = tmp_path_factory.mktemp("plugin")
-    source = base / "src"
-    # Built from a copy: pip would leave build/ and *.egg-info in the repository.
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    site = base / "site"
+def pip_install(source: Path, site: Path) -> Path:
+    """The package at ``source`` installed by pip (no network, no dependencies) into
+    ``site``."""
     subprocess.run(
         [
             sys.executable,
@@ -282,6 +277,16 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=300,
     )
     return site
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example package installed (pip, no network) into a directory of its own."""
+    base = tmp_path_factory.mktemp("plugin")
+    source = base / "src"
+    # Built from a copy: pip would leave build/ and *.egg-info in the repository.
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    return pip_install(source, base / "site")
 
 
 def plugin_env(
@@ -727,26 +732,7 @@ def faulty_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (package / "actions.py").write_text(FAULTY_ACTIONS)
     (package / "model_user.py").write_text(FAULTY_MODEL_USER)
     (package / "probes.py").write_text(FAULTY_PROBES)
-    site = base / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--target",
-            str(site),
-            str(base / "src"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return site
+    return pip_install(base / "src", base / "site")
 
 
 def write_playbooks(folder: Path, *playbooks: dict[str, Any]) -> Path:
